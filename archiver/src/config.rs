@@ -1,0 +1,251 @@
+//! Archive configuration: erasure-coding parameters, segment size, durability and the hoster list,
+//! validated with an error naming the offending field.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ArchiveError, Result};
+
+/// Default seal threshold: tens of MiB keeps per-segment overhead (manifest, 2·(k+m) hoster keys)
+/// negligible while a segment still encodes in a few tens of milliseconds and fits the memory bound.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
+/// Segments smaller than this would make the manifest chain and hoster key count grow needlessly.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 64 * 1024;
+/// Above this, one segment's shards (held in memory while dispersing) would break the RSS bound.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// GF(2^8) Reed-Solomon caps data + parity at 256 shards; placement needs one hoster per shard, and
+/// the placement record addresses shards with one byte.
+pub const SHARDS_TOTAL_MAX: usize = 255;
+/// Hoster names are stored fixed-width in placement records.
+pub const HOSTER_NAME_BYTES_MAX: usize = 32;
+
+fn default_segment_size() -> u64 {
+    SEGMENT_SIZE_BYTES_DEFAULT
+}
+fn default_data_shards() -> usize {
+    4
+}
+fn default_parity_shards() -> usize {
+    2
+}
+fn default_min_parity() -> usize {
+    1
+}
+fn default_namespace() -> String {
+    "poa-archive".into()
+}
+fn default_domain() -> String {
+    "default".into()
+}
+
+/// How hard an append pushes its bytes to disk before returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync the segment file (and sync the catalog) before an append batch returns: survives power
+    /// loss.
+    #[default]
+    Fsync,
+    /// write(2) only: survives a killed process (kill -9), not a power cut. For benchmarks and tests.
+    Os,
+}
+
+/// One shard hoster: a 0-db server (or the embedded hoster) and the namespace used on it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HosterEntry {
+    /// Stable name recorded in placement records; renaming a hoster orphans its shards.
+    pub name: String,
+    /// `host:port` of the 0-db server.
+    pub address: String,
+    /// Namespace for shards; metadata goes to `<namespace>-meta` on the same server.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Namespace password (SELECT), if the namespace is protected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Server admin password, needed only to create the namespaces on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    /// Failure domain (provider, site): shards of one segment spread over as many as possible.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+}
+
+/// The archive section of the config file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// Local data directory (segment files and the RocksDB catalog/state).
+    pub data_dir: PathBuf,
+    #[serde(default = "default_segment_size")]
+    pub segment_size_bytes: u64,
+    #[serde(default = "default_data_shards")]
+    pub data_shards: usize,
+    #[serde(default = "default_parity_shards")]
+    pub parity_shards: usize,
+    /// A segment is stored (degraded) once k + min_parity shards landed on distinct hosters.
+    #[serde(default = "default_min_parity")]
+    pub min_parity: usize,
+    #[serde(default)]
+    pub durability: Durability,
+    #[serde(default)]
+    pub hosters: Vec<HosterEntry>,
+}
+
+impl ArchiveConfig {
+    pub fn new(data_dir: PathBuf, hosters: Vec<HosterEntry>) -> Self {
+        Self {
+            data_dir,
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            data_shards: default_data_shards(),
+            parity_shards: default_parity_shards(),
+            min_parity: default_min_parity(),
+            durability: Durability::default(),
+            hosters,
+        }
+    }
+
+    pub fn shards_total(&self) -> usize {
+        self.data_shards + self.parity_shards
+    }
+
+    /// Checks every field; the error names the first bad one and says what would be right.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| {
+            Err(ArchiveError::Config {
+                field: field.into(),
+                reason,
+            })
+        };
+        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN
+            || self.segment_size_bytes > SEGMENT_SIZE_BYTES_MAX
+        {
+            return bad(
+                "segment_size_bytes",
+                format!(
+                    "{} is outside {SEGMENT_SIZE_BYTES_MIN}..={SEGMENT_SIZE_BYTES_MAX}",
+                    self.segment_size_bytes
+                ),
+            );
+        }
+        if self.data_shards == 0 {
+            return bad("data_shards", "must be at least 1".into());
+        }
+        if self.parity_shards == 0 {
+            return bad(
+                "parity_shards",
+                "must be at least 1 (no parity means any lost hoster loses history)".into(),
+            );
+        }
+        if self.shards_total() > SHARDS_TOTAL_MAX {
+            return bad(
+                "parity_shards",
+                format!("data + parity shards must be at most {SHARDS_TOTAL_MAX}"),
+            );
+        }
+        if self.min_parity > self.parity_shards {
+            return bad(
+                "min_parity",
+                format!(
+                    "{} exceeds parity_shards {}",
+                    self.min_parity, self.parity_shards
+                ),
+            );
+        }
+        if self.hosters.len() < self.shards_total() {
+            return bad(
+                "hosters",
+                format!(
+                    "{} hosters configured but data_shards + parity_shards = {} need one distinct hoster each",
+                    self.hosters.len(),
+                    self.shards_total()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut addresses = HashSet::new();
+        for (i, h) in self.hosters.iter().enumerate() {
+            let field = format!("hosters[{i}]");
+            if h.name.is_empty() || h.name.len() > HOSTER_NAME_BYTES_MAX {
+                return bad(
+                    &format!("{field}.name"),
+                    format!("must be 1..={HOSTER_NAME_BYTES_MAX} bytes"),
+                );
+            }
+            if !names.insert(h.name.clone()) {
+                return bad(
+                    &format!("{field}.name"),
+                    format!("{:?} is used twice", h.name),
+                );
+            }
+            if !addresses.insert((h.address.clone(), h.namespace.clone())) {
+                return bad(
+                    &format!("{field}.address"),
+                    format!(
+                        "{} namespace {} is used twice: two shards on one hoster defeat the redundancy",
+                        h.address, h.namespace
+                    ),
+                );
+            }
+            let port_ok = h
+                .address
+                .rsplit_once(':')
+                .map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .unwrap_or(false);
+            if !port_ok {
+                return bad(
+                    &format!("{field}.address"),
+                    format!("{:?} is not host:port", h.address),
+                );
+            }
+            if h.namespace.is_empty() || h.namespace.len() > 128 {
+                return bad(
+                    &format!("{field}.namespace"),
+                    "must be 1..=128 bytes".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn hosters(n: usize) -> Vec<HosterEntry> {
+        (0..n)
+            .map(|i| HosterEntry {
+                name: format!("h{i}"),
+                address: format!("127.0.0.1:{}", 9000 + i),
+                namespace: default_namespace(),
+                password: None,
+                admin_password: None,
+                domain: format!("d{}", i % 3),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = ArchiveConfig::new("/tmp/x".into(), hosters(6));
+        ok.validate().unwrap();
+        let mut c = ok.clone();
+        c.hosters.truncate(5);
+        assert!(c.validate().unwrap_err().to_string().contains("hosters"));
+        let mut c = ok.clone();
+        c.min_parity = 3;
+        assert!(c.validate().unwrap_err().to_string().contains("min_parity"));
+        let mut c = ok.clone();
+        c.hosters[1].name = "h0".into();
+        assert!(c.validate().unwrap_err().to_string().contains("hosters[1].name"));
+        let mut c = ok.clone();
+        c.hosters[2].address = "nowhere".into();
+        assert!(c.validate().unwrap_err().to_string().contains("hosters[2].address"));
+        let mut c = ok;
+        c.segment_size_bytes = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("segment_size_bytes"));
+    }
+}

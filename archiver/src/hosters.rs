@@ -1,0 +1,233 @@
+//! The hoster boundary: what the archive needs from a shard hoster (a trait, so tests can inject
+//! faults), its implementation over the 0-db protocol, and domain-aware placement.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use zdb_backend::{ClientOptions, HosterConfig, ZdbClient, ZdbError};
+
+use crate::config::HosterEntry;
+
+/// Why a hoster call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Zdb(#[from] ZdbError),
+    /// A failure produced by a fault-injecting test double.
+    #[error("injected fault: {0}")]
+    Injected(String),
+}
+
+pub type HostResult<T> = std::result::Result<T, HostError>;
+
+/// One shard hoster as the archive uses it. Keys and values are opaque: the hoster learns nothing
+/// about blocks or segments.
+#[async_trait]
+pub trait ShardHost: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &str;
+    fn domain(&self) -> &str;
+    /// Known to be down right now (calls would fail at once).
+    fn is_down(&self) -> bool;
+    /// Creates the shard and metadata namespaces if missing (needs admin rights on first use).
+    async fn prepare(&self) -> HostResult<()>;
+    async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()>;
+    async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>>;
+    /// Is the whole shard stored (every part present with the right length)? Reads no payload.
+    async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool>;
+    async fn put_meta(&self, key: &[u8], data: &[u8]) -> HostResult<()>;
+    async fn get_meta(&self, key: &[u8]) -> HostResult<Option<Vec<u8>>>;
+    async fn ping(&self) -> HostResult<()>;
+    /// Payload bytes stored in the shard namespace.
+    async fn stored_bytes(&self) -> HostResult<u64>;
+}
+
+/// A hoster reached over the 0-db protocol: shards in a worm namespace (no overwrite, no delete),
+/// metadata in `<namespace>-meta` (placement records are rewritten on repair).
+#[derive(Debug)]
+pub struct ZdbHost {
+    name: String,
+    domain: String,
+    shards: ZdbClient,
+    meta: ZdbClient,
+}
+
+impl ZdbHost {
+    pub fn new(entry: &HosterEntry, opts: ClientOptions) -> Self {
+        let cfg = |namespace: String| HosterConfig {
+            address: entry.address.clone(),
+            namespace,
+            password: entry.password.clone(),
+            admin_password: entry.admin_password.clone(),
+        };
+        Self {
+            name: entry.name.clone(),
+            domain: entry.domain.clone(),
+            shards: ZdbClient::new(cfg(entry.namespace.clone()), opts.clone()),
+            meta: ZdbClient::new(cfg(format!("{}-meta", entry.namespace)), opts),
+        }
+    }
+}
+
+#[async_trait]
+impl ShardHost for ZdbHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn domain(&self) -> &str {
+        &self.domain
+    }
+    fn is_down(&self) -> bool {
+        matches!(self.shards.health(), zdb_backend::Health::Down { .. })
+    }
+    async fn prepare(&self) -> HostResult<()> {
+        self.shards.ensure_namespace(true).await?;
+        self.meta.ensure_namespace(false).await?;
+        Ok(())
+    }
+    async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
+        Ok(self.shards.set_large(key, data).await?)
+    }
+    async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
+        Ok(self.shards.get_large(key, len).await?)
+    }
+    async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool> {
+        // LENGTH of every part: proves presence and size without moving the payload.
+        let parts = zdb_backend::large_part_count(len);
+        for p in 0..parts {
+            let expect = (len - p * zdb_backend::VALUE_BYTES_MAX as u64).min(zdb_backend::VALUE_BYTES_MAX as u64);
+            let part_key = zdb_backend::large_part_key(key, p as u16);
+            if self.shards.length(&part_key).await? != Some(expect) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    async fn put_meta(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
+        Ok(self.meta.set(key, data).await?)
+    }
+    async fn get_meta(&self, key: &[u8]) -> HostResult<Option<Vec<u8>>> {
+        Ok(self.meta.get(key).await?)
+    }
+    async fn ping(&self) -> HostResult<()> {
+        Ok(self.shards.ping().await?)
+    }
+    async fn stored_bytes(&self) -> HostResult<u64> {
+        Ok(self.shards.ns_info().await?.data_size_bytes)
+    }
+}
+
+/// All configured hosters, addressable by name.
+#[derive(Clone, Debug)]
+pub struct HosterSet {
+    hosters: Vec<Arc<dyn ShardHost>>,
+    by_name: HashMap<String, usize>,
+}
+
+impl HosterSet {
+    pub fn new(hosters: Vec<Arc<dyn ShardHost>>) -> Self {
+        let by_name = hosters
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name().to_string(), i))
+            .collect();
+        Self { hosters, by_name }
+    }
+
+    /// 0-db hosters from the config entries.
+    pub fn from_config(entries: &[HosterEntry], opts: &ClientOptions) -> Self {
+        Self::new(
+            entries
+                .iter()
+                .map(|e| Arc::new(ZdbHost::new(e, opts.clone())) as Arc<dyn ShardHost>)
+                .collect(),
+        )
+    }
+
+    pub fn all(&self) -> &[Arc<dyn ShardHost>] {
+        &self.hosters
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosters.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ShardHost>> {
+        self.by_name.get(name).map(|&i| &self.hosters[i])
+    }
+
+    /// Hosters ordered for placing `want` new shards of `segment`, best first: never one in
+    /// `exclude` (hosters already holding a shard of it); hosters not known to be down first; each
+    /// next pick from the domain used least so far (counting `used_domains`); ties rotated by the
+    /// segment id so load spreads when there are more hosters than shards. Returns every eligible
+    /// hoster: those past `want` are spares for failed uploads.
+    pub fn placement_order(
+        &self,
+        segment: u64,
+        exclude: &[String],
+        used_domains: &[String],
+    ) -> Vec<Arc<dyn ShardHost>> {
+        let n = self.hosters.len().max(1);
+        let mut candidates: Vec<(usize, Arc<dyn ShardHost>)> = self
+            .hosters
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !exclude.iter().any(|e| e == h.name()))
+            .map(|(i, h)| (((i + n - (segment as usize % n)) % n), h.clone()))
+            .collect();
+        candidates.sort_by_key(|(rot, h)| (h.is_down(), *rot));
+        let mut domain_use: HashMap<String, usize> = HashMap::new();
+        for d in used_domains {
+            *domain_use.entry(d.clone()).or_default() += 1;
+        }
+        let mut ordered = Vec::with_capacity(candidates.len());
+        while !candidates.is_empty() {
+            // Up hosters before down ones; among those, the least-used domain; then rotation order.
+            let best = candidates
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (rot, h))| {
+                    (
+                        h.is_down(),
+                        domain_use.get(h.domain()).copied().unwrap_or(0),
+                        *rot,
+                    )
+                })
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            let (_, h) = candidates.remove(best);
+            *domain_use.entry(h.domain().to_string()).or_default() += 1;
+            ordered.push(h);
+        }
+        ordered
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryHost;
+
+    #[test]
+    fn placement_spreads_domains_and_skips_excluded() {
+        let hosts: Vec<Arc<dyn ShardHost>> = (0..6)
+            .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i / 2))) as Arc<dyn ShardHost>)
+            .collect();
+        let set = HosterSet::new(hosts);
+        let order = set.placement_order(0, &[], &[]);
+        let domains: Vec<&str> = order.iter().take(3).map(|h| h.domain()).collect();
+        let mut unique = domains.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 3, "first three picks cover three domains: {domains:?}");
+        let order = set.placement_order(1, &["h0".into(), "h1".into()], &["d0".into()]);
+        assert!(order.iter().all(|h| h.name() != "h0" && h.name() != "h1"));
+        assert_eq!(order.len(), 4);
+        assert_ne!(order[0].domain(), "d0");
+    }
+}

@@ -1,0 +1,34 @@
+//! The chain-agnostic archive: finalized blocks appended to a local append-only log (RocksDB
+//! catalog and current state beside it), sealed segments encrypted (AES-256-GCM), Reed-Solomon
+//! coded into k+m shards with Merkle roots, dispersed to independent hosters with hash-chained
+//! manifests, and restored, verified and repaired from the hosters alone.
+//!
+//! Chain formats live in `node-plugin`; hosters are reached through the [`hosters::ShardHost`]
+//! trait (0-db in production, fault-injecting doubles in tests).
+
+pub mod archive;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod hosters;
+pub mod keys;
+pub mod log;
+pub mod manifest;
+pub mod record;
+pub mod remote;
+pub mod restore;
+pub mod stages;
+pub mod status;
+pub mod store;
+pub mod testing;
+
+pub use archive::{Archive, DispersalReport, RepairReport};
+pub use config::{ArchiveConfig, Durability, HosterEntry};
+pub use error::{ArchiveError, Result};
+pub use hosters::{HosterSet, ShardHost};
+pub use keys::MasterKey;
+pub use log::{AppendSummary, Appended, BlockLog};
+pub use record::{BlockRecord, StateChange};
+pub use remote::RemoteArchive;
+pub use restore::{restore, RestoreFormat, RestoreReport};
+pub use status::Status;

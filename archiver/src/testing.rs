@@ -1,0 +1,169 @@
+//! Test doubles for the hoster boundary: an in-memory hoster whose faults are switched on at run
+//! time (down, fail the Nth call, flip bits in what it returns, hang). Used by unit tests, the
+//! seeded simulation and other crates' tests; real hosters are always 0-db servers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::hosters::{HostError, HostResult, ShardHost};
+
+/// An in-memory hoster with injectable faults.
+#[derive(Debug)]
+pub struct MemoryHost {
+    name: String,
+    domain: String,
+    shards: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    meta: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    down: AtomicBool,
+    hang: AtomicBool,
+    flip_reads: AtomicBool,
+    calls: AtomicU64,
+    /// Fail the call whose 1-based index equals this (0 = never).
+    fail_call: AtomicU64,
+}
+
+impl MemoryHost {
+    pub fn new(name: &str, domain: &str) -> Self {
+        Self {
+            name: name.into(),
+            domain: domain.into(),
+            shards: Mutex::default(),
+            meta: Mutex::default(),
+            down: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
+            flip_reads: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            fail_call: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+    /// Every call waits forever (the caller's timeout must save it).
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+    /// Shard reads return the data with one bit flipped.
+    pub fn set_flip_reads(&self, flip: bool) {
+        self.flip_reads.store(flip, Ordering::SeqCst);
+    }
+    /// Fails the `n`-th call from now (1 = the next one).
+    pub fn fail_nth_call(&self, n: u64) {
+        let now = self.calls.load(Ordering::SeqCst);
+        self.fail_call.store(now + n, Ordering::SeqCst);
+    }
+    pub fn shard_count(&self) -> usize {
+        self.shards.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    /// Drops every stored shard (a hoster that lost its disk).
+    pub fn wipe_shards(&self) {
+        if let Ok(mut m) = self.shards.lock() {
+            m.clear();
+        }
+    }
+    /// All stored values, for searching for leaked plaintext.
+    pub fn all_bytes(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Ok(m) = self.shards.lock() {
+            out.extend(m.values().cloned());
+        }
+        if let Ok(m) = self.meta.lock() {
+            out.extend(m.values().cloned());
+        }
+        out
+    }
+
+    async fn enter(&self) -> HostResult<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HostError::Injected(format!("{} is down", self.name)));
+        }
+        if self.fail_call.load(Ordering::SeqCst) == n {
+            return Err(HostError::Injected(format!("{} failed call {n}", self.name)));
+        }
+        Ok(())
+    }
+}
+
+fn lock_err() -> HostError {
+    HostError::Injected("poisoned lock".into())
+}
+
+#[async_trait]
+impl ShardHost for MemoryHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn domain(&self) -> &str {
+        &self.domain
+    }
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+    async fn prepare(&self) -> HostResult<()> {
+        self.enter().await
+    }
+    async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
+        self.enter().await?;
+        self.shards
+            .lock()
+            .map_err(|_| lock_err())?
+            .insert(key.to_vec(), data.to_vec());
+        Ok(())
+    }
+    async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
+        self.enter().await?;
+        let mut value = self.shards.lock().map_err(|_| lock_err())?.get(key).cloned();
+        if let Some(v) = value.as_mut() {
+            if v.len() as u64 != len {
+                return Ok(None);
+            }
+            if self.flip_reads.load(Ordering::SeqCst) && !v.is_empty() {
+                let i = v.len() / 2;
+                v[i] ^= 0x01;
+            }
+        }
+        Ok(value)
+    }
+    async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool> {
+        self.enter().await?;
+        Ok(self
+            .shards
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(key)
+            .is_some_and(|v| v.len() as u64 == len))
+    }
+    async fn put_meta(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
+        self.enter().await?;
+        self.meta
+            .lock()
+            .map_err(|_| lock_err())?
+            .insert(key.to_vec(), data.to_vec());
+        Ok(())
+    }
+    async fn get_meta(&self, key: &[u8]) -> HostResult<Option<Vec<u8>>> {
+        self.enter().await?;
+        Ok(self.meta.lock().map_err(|_| lock_err())?.get(key).cloned())
+    }
+    async fn ping(&self) -> HostResult<()> {
+        self.enter().await
+    }
+    async fn stored_bytes(&self) -> HostResult<u64> {
+        self.enter().await?;
+        Ok(self
+            .shards
+            .lock()
+            .map_err(|_| lock_err())?
+            .values()
+            .map(|v| v.len() as u64)
+            .sum())
+    }
+}

@@ -1,0 +1,112 @@
+//! A set of embedded hosters run as child processes of this binary (`archiver hoster`), each on its
+//! own loopback port and data directory: what `demo` and `bench` disperse to, and what they kill.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use archiver::config::HosterEntry;
+
+/// One hoster child process.
+pub struct HosterProcess {
+    pub name: String,
+    pub address: String,
+    pub domain: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl HosterProcess {
+    pub fn entry(&self) -> HosterEntry {
+        HosterEntry {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            namespace: "poa-archive".into(),
+            password: None,
+            admin_password: None,
+            domain: self.domain.clone(),
+        }
+    }
+
+    /// SIGKILL, as a crashed machine would go: no flush, no goodbye.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().with_context(|| format!("kill hoster {}", self.name))?;
+            child
+                .wait()
+                .with_context(|| format!("reap hoster {}", self.name))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed hoster again on the same address and data directory.
+    pub fn restart(&mut self, exe: &Path) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let mut child = Command::new(exe)
+            .args(["hoster", "--listen", &self.address, "--data"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("restart hoster process")?;
+        let stdout = child.stdout.take().context("hoster stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("read hoster address")?;
+        if !line.starts_with("listening on ") {
+            let _ = child.kill();
+            bail!("hoster {} did not restart (said {line:?})", self.name);
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for HosterProcess {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Starts `n` hosters under `dir`, spread over `domains` failure domains (round robin), running
+/// `exe hoster …` (`exe` = the `archiver` binary).
+pub fn start_hosters(exe: &Path, dir: &Path, n: usize, domains: usize) -> Result<Vec<HosterProcess>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let data_dir = dir.join(format!("hoster-{i}"));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("create {}", data_dir.display()))?;
+        let mut child = Command::new(exe)
+            .args(["hoster", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start hoster process")?;
+        let stdout = child.stdout.take().context("hoster stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("read hoster address")?;
+        let Some(address) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            bail!("hoster {i} did not report its address (said {line:?})");
+        };
+        out.push(HosterProcess {
+            name: format!("h{i}"),
+            address: address.to_string(),
+            domain: format!("site-{}", (b'a' + (i % domains.max(1)) as u8) as char),
+            data_dir,
+            child: Some(child),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,185 @@
+//! The `archiver` config file (TOML): master key, archive parameters, client tuning and hosters.
+//! Unknown keys are refused so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use archiver::config::{ArchiveConfig, Durability, HosterEntry};
+use archiver::MasterKey;
+use serde::{Deserialize, Serialize};
+
+/// Client tuning for 0-db hosters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// TCP connections per hoster: 0-db answers one request per connection at a time, so this is
+    /// the per-hoster parallelism.
+    #[serde(default = "default_connections")]
+    pub connections_per_hoster: usize,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// After a failure a hoster is skipped (calls fail at once) for this long before one retry.
+    #[serde(default = "default_down_retry")]
+    pub down_retry_ms: u64,
+}
+
+fn default_connections() -> usize {
+    4
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
+fn default_down_retry() -> u64 {
+    5_000
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            connections_per_hoster: default_connections(),
+            connect_timeout_ms: default_connect_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            down_retry_ms: default_down_retry(),
+        }
+    }
+}
+
+impl ClientSection {
+    pub fn options(&self) -> zdb_backend::ClientOptions {
+        zdb_backend::ClientOptions {
+            connections_max: self.connections_per_hoster,
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            down_retry_ms: self.down_retry_ms,
+        }
+    }
+}
+
+fn default_segment_size() -> u64 {
+    archiver::config::SEGMENT_SIZE_BYTES_DEFAULT
+}
+fn default_k() -> usize {
+    4
+}
+fn default_m() -> usize {
+    2
+}
+fn default_min_parity() -> usize {
+    1
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// 64 hex digits. Everything (segment keys, storage key names, metadata key) derives from it:
+    /// whoever has it can read the archive, whoever loses it cannot.
+    pub master_key: String,
+    /// Local data directory; relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    #[serde(default = "default_segment_size")]
+    pub segment_size_bytes: u64,
+    #[serde(default = "default_k")]
+    pub data_shards: usize,
+    #[serde(default = "default_m")]
+    pub parity_shards: usize,
+    #[serde(default = "default_min_parity")]
+    pub min_parity: usize,
+    #[serde(default)]
+    pub durability: Durability,
+    #[serde(default)]
+    pub client: ClientSection,
+    #[serde(default)]
+    pub hosters: Vec<HosterEntry>,
+}
+
+/// A loaded, validated config.
+pub struct Loaded {
+    pub file: ConfigFile,
+    pub archive: ArchiveConfig,
+    pub key: MasterKey,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Loaded> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config {}", path.display()))?;
+        let file: ConfigFile =
+            toml::from_str(&text).with_context(|| format!("parse config {}", path.display()))?;
+        let key = MasterKey::from_hex(&file.master_key)
+            .with_context(|| format!("config {}: master_key", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let data_dir = if file.data_dir.is_relative() {
+            base.join(&file.data_dir)
+        } else {
+            file.data_dir.clone()
+        };
+        let archive = ArchiveConfig {
+            data_dir,
+            segment_size_bytes: file.segment_size_bytes,
+            data_shards: file.data_shards,
+            parity_shards: file.parity_shards,
+            min_parity: file.min_parity,
+            durability: file.durability,
+            hosters: file.hosters.clone(),
+        };
+        archive
+            .validate()
+            .with_context(|| format!("config {}", path.display()))?;
+        if file.client.connections_per_hoster == 0 {
+            bail!("config {}: client.connections_per_hoster must be at least 1", path.display());
+        }
+        Ok(Loaded { file, archive, key })
+    }
+
+    /// Writes the config with mode 0600 (it holds the master key). Refuses to overwrite.
+    pub fn write_new(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = toml::to_string_pretty(self).context("serialize config")?;
+        let header = "# archiver config. Keep this file private: master_key opens the whole archive.\n\
+                      # Reference: README.md, section \"Configuration\".\n\n";
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("create config {} (it must not exist yet)", path.display()))?;
+        f.write_all(header.as_bytes())
+            .and_then(|_| f.write_all(text.as_bytes()))
+            .with_context(|| format!("write config {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Parses `name=addr[,domain=D][,namespace=N][,password=P][,admin=A]` from the command line.
+pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
+    let mut parts = s.split(',');
+    let first = parts.next().unwrap_or_default();
+    let Some((name, address)) = first.split_once('=') else {
+        bail!("hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]");
+    };
+    let mut entry = HosterEntry {
+        name: name.into(),
+        address: address.into(),
+        namespace: "poa-archive".into(),
+        password: None,
+        admin_password: None,
+        domain: "default".into(),
+    };
+    for p in parts {
+        match p.split_once('=') {
+            Some(("domain", v)) => entry.domain = v.into(),
+            Some(("namespace", v)) => entry.namespace = v.into(),
+            Some(("password", v)) => entry.password = Some(v.into()),
+            Some(("admin", v)) => entry.admin_password = Some(v.into()),
+            _ => bail!("hoster {s:?}: unknown option {p:?}"),
+        }
+    }
+    Ok(entry)
+}

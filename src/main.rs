@@ -1,0 +1,422 @@
+//! `archiver`: the one command that drives the archive — config, embedded hoster, ingest, dispersal,
+//! restore, repair, status, demo and bench. A thin layer: the work is in the library crates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use archiver::{Archive, HosterSet, RemoteArchive, RestoreFormat};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use archiver_cli::config_file::{self, ConfigFile, Loaded};
+use archiver_cli::{bench, demo, ingest};
+
+#[derive(Parser)]
+#[command(name = "archiver", version, about = "Quantum-safe history archiver for Proof-of-Authority chains")]
+struct Cli {
+    /// Config file (written by `archiver init`).
+    #[arg(long, global = true, env = "ARCHIVER_CONFIG", default_value = "archiver.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Segments,
+    Blocks,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new config with a freshly generated master key (file mode 0600).
+    Init {
+        /// Local data directory (relative to the config file).
+        #[arg(long, default_value = "archive-data")]
+        data_dir: PathBuf,
+        /// A hoster: name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]. Repeat.
+        #[arg(long = "hoster", value_name = "SPEC")]
+        hosters: Vec<String>,
+        #[arg(long, default_value_t = 4)]
+        data_shards: usize,
+        #[arg(long, default_value_t = 2)]
+        parity_shards: usize,
+        #[arg(long, default_value_t = archiver::config::SEGMENT_SIZE_BYTES_DEFAULT)]
+        segment_size_bytes: u64,
+    },
+    /// Run an embedded 0-db-compatible hoster.
+    Hoster {
+        /// Address to listen on (loopback by default: exposing a hoster is a deliberate act).
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        listen: std::net::SocketAddr,
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Admin password (without it every connection is admin, as in 0-db).
+        #[arg(long)]
+        admin: Option<String>,
+        /// fsync every write.
+        #[arg(long)]
+        sync: bool,
+    },
+    /// Append synthetic Substrate blocks (until the node integration lands) and disperse.
+    Ingest {
+        /// Number of blocks to append.
+        #[arg(long, value_name = "N")]
+        synthetic: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Seal the open segment at the end, so everything is dispersed.
+        #[arg(long)]
+        flush: bool,
+        /// Only append; leave dispersal to `archiver disperse`.
+        #[arg(long)]
+        no_disperse: bool,
+        /// Print `acked <number>` after every durable batch (crash tests read this).
+        #[arg(long)]
+        print_acks: bool,
+    },
+    /// Seal the open segment now.
+    Seal,
+    /// Disperse every sealed segment not yet dispersed.
+    Disperse,
+    /// Rebuild history from the hosters alone (needs only the config).
+    Restore {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "segments")]
+        format: FormatArg,
+    },
+    /// Bring every segment back to k+m shards on live hosters.
+    Repair {
+        /// Read every shard and check its Merkle root (scrub), not just its presence.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Hosters, segments and watermarks.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the local log and check it against the catalog.
+    Verify,
+    /// End to end on this machine: 6 embedded hosters, ingest, kill 2, restore, compare.
+    Demo {
+        /// MiB of block data to ingest.
+        #[arg(long, default_value_t = 96)]
+        mib: u64,
+        /// Work directory (a temporary one by default, removed at the end).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Throughput and memory figures against the single-stage limits measured in the same run.
+    Bench {
+        /// MiB of block data per ingest run.
+        #[arg(long, default_value_t = 512)]
+        mib: u64,
+        /// Work directory (temporary by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn hoster_set(loaded: &Loaded) -> HosterSet {
+    HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options())
+}
+
+fn open_archive(config: &Path) -> Result<Archive> {
+    let loaded = ConfigFile::load(config)?;
+    let hosters = hoster_set(&loaded);
+    Archive::open(loaded.archive, loaded.key, hosters).context("open archive")
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            data_dir,
+            hosters,
+            data_shards,
+            parity_shards,
+            segment_size_bytes,
+        } => {
+            let hosters = hosters
+                .iter()
+                .map(|h| config_file::parse_hoster_arg(h))
+                .collect::<Result<Vec<_>>>()?;
+            let file = ConfigFile {
+                master_key: archiver::MasterKey::generate().to_hex().to_string(),
+                data_dir,
+                segment_size_bytes,
+                data_shards,
+                parity_shards,
+                min_parity: 1,
+                durability: Default::default(),
+                client: Default::default(),
+                hosters,
+            };
+            file.write_new(&cli.config)?;
+            // Validate what was written, so a bad --hoster is reported now, not at first use.
+            if let Err(e) = ConfigFile::load(&cli.config) {
+                eprintln!("warning: {e:#}\n(edit {} to fix it)", cli.config.display());
+            }
+            println!("wrote {} (mode 0600; it holds the master key)", cli.config.display());
+            Ok(())
+        }
+        Command::Hoster {
+            listen,
+            data,
+            admin,
+            sync,
+        } => run_hoster(listen, data, admin, sync).await,
+        Command::Ingest {
+            synthetic,
+            seed,
+            flush,
+            no_disperse,
+            print_acks,
+        } => {
+            let mut archive = open_archive(&cli.config)?;
+            if !no_disperse {
+                for (name, e) in archive.prepare_hosters().await {
+                    tracing::warn!(hoster = %name, error = %e, "hoster not prepared");
+                }
+            }
+            let started = std::time::Instant::now();
+            let report = ingest::ingest_synthetic(
+                &mut archive,
+                seed,
+                Some(synthetic),
+                None,
+                flush,
+                !no_disperse,
+                |n, _| {
+                    if print_acks {
+                        println!("acked {n}");
+                    }
+                },
+            )
+            .await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "ingested {} blocks, {:.1} MB in {:.2} s ({:.0} MB/s); {} segments dispersed{}",
+                report.blocks,
+                report.bytes as f64 / 1e6,
+                secs,
+                report.bytes as f64 / 1e6 / secs.max(1e-9),
+                report.segments_dispersed,
+                if report.under_replicated.is_empty() {
+                    String::new()
+                } else {
+                    format!(", under-replicated: {:?}", report.under_replicated)
+                }
+            );
+            Ok(())
+        }
+        Command::Seal => {
+            let mut archive = open_archive(&cli.config)?;
+            match archive.log_mut().seal_active().context("seal segment")? {
+                Some(id) => println!("sealed segment {id}"),
+                None => println!("no open segment with blocks"),
+            }
+            Ok(())
+        }
+        Command::Disperse => {
+            let mut archive = open_archive(&cli.config)?;
+            archive.prepare_hosters().await;
+            let r = archive.disperse_pending().await.context("disperse segments")?;
+            println!(
+                "dispersed {} segments ({:.1} MB plain, {:.1} MB stored); under-replicated: {:?}",
+                r.segments.len(),
+                r.bytes_plain as f64 / 1e6,
+                r.bytes_stored as f64 / 1e6,
+                r.under_replicated
+            );
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            to,
+            out,
+            format,
+        } => {
+            let loaded = ConfigFile::load(&cli.config)?;
+            let hosters = hoster_set(&loaded);
+            let remote = RemoteArchive::new(Arc::new(loaded.key), hosters);
+            let format = match format {
+                FormatArg::Segments => RestoreFormat::Segments,
+                FormatArg::Blocks => RestoreFormat::Blocks,
+            };
+            let started = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} segments {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let report = archiver::restore(&remote, from, to, &out, format, |done, total, bytes| {
+                bar.set_length(total);
+                bar.set_position(done);
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("{:.0} MB, {:.0} MB/s", bytes as f64 / 1e6, bytes as f64 / 1e6 / secs));
+            })
+            .await
+            .context("restore")?;
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "restored blocks {}..={} ({} blocks, {} segments, {:.1} MB) into {} in {:.2} s ({:.0} MB/s); {} segments rebuilt from parity, {} shard problems routed around",
+                report.first_block.map_or("-".into(), |n| n.to_string()),
+                report.last_block.map_or("-".into(), |n| n.to_string()),
+                report.blocks,
+                report.segments,
+                report.bytes as f64 / 1e6,
+                out.display(),
+                secs,
+                report.bytes as f64 / 1e6 / secs.max(1e-9),
+                report.segments_reconstructed,
+                report.shard_failures.len()
+            );
+            for (seg, shard, hoster, reason) in report.shard_failures.iter().take(10) {
+                println!("  segment {seg} shard {shard} on {hoster}: {reason}");
+            }
+            Ok(())
+        }
+        Command::Repair { verify } => {
+            let mut archive = open_archive(&cli.config)?;
+            let r = archive.repair(verify).await.context("repair")?;
+            println!(
+                "checked {} segments ({} shards); repaired {} shards; still under-replicated: {}",
+                r.segments_checked,
+                r.shards_checked,
+                r.repaired.len(),
+                r.still_under_replicated.len()
+            );
+            for (seg, shard, hoster) in &r.repaired {
+                println!("  segment {seg} shard {shard} -> {hoster}");
+            }
+            for (seg, why) in &r.still_under_replicated {
+                println!("  segment {seg}: {why}");
+            }
+            if r.still_under_replicated.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} segments remain under-replicated", r.still_under_replicated.len())
+            }
+        }
+        Command::Status { json } => {
+            let archive = open_archive(&cli.config)?;
+            let s = archive.status().await.context("collect status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).context("encode status")?);
+            } else {
+                print_status(&s);
+            }
+            Ok(())
+        }
+        Command::Verify => {
+            let archive = open_archive(&cli.config)?;
+            let blocks = archive.log().verify().context("verify log")?;
+            let last = archive.log().last().map(|l| l.0);
+            println!(
+                "log verified: {blocks} blocks, last {}",
+                last.map_or("-".into(), |n| n.to_string())
+            );
+            Ok(())
+        }
+        Command::Demo { mib, dir } => demo::run(mib, dir).await,
+        Command::Bench { mib, dir } => bench::run(mib, dir).await,
+    }
+}
+
+fn print_status(s: &archiver::Status) {
+    println!("redundancy: {}+{}", s.data_shards, s.parity_shards);
+    println!("hosters:");
+    for h in &s.hosters {
+        println!(
+            "  {:<12} {:<10} {:<4} {:>12} shards {:>6}{}",
+            h.name,
+            h.domain,
+            if h.up { "up" } else { "DOWN" },
+            h.stored_bytes.map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
+            h.shards_placed,
+            h.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
+        );
+    }
+    println!(
+        "segments: {} sealed, {} dispersed, {} pending, {} under-replicated",
+        s.segments_sealed,
+        s.segments_dispersed,
+        s.segments_pending,
+        s.under_replicated.len()
+    );
+    for (seg, placed, total) in &s.under_replicated {
+        println!("  segment {seg}: {placed}/{total} shards placed (run `archiver repair`)");
+    }
+    let w = &s.watermarks;
+    let show = |v: Option<u64>| v.map_or("-".to_string(), |n| n.to_string());
+    println!(
+        "watermarks: appended {}, sealed {}, dispersed {}, pruned below {}",
+        show(w.appended),
+        show(w.sealed),
+        show(w.dispersed),
+        w.pruned_below
+    );
+}
+
+async fn run_hoster(
+    listen: std::net::SocketAddr,
+    data: PathBuf,
+    admin: Option<String>,
+    sync: bool,
+) -> Result<()> {
+    use std::io::Write;
+    let server = zdb_backend::HosterServer::bind(zdb_backend::HosterServerConfig {
+        listen,
+        data_dir: data.clone(),
+        admin_password: admin,
+        sync,
+    })
+    .await
+    .with_context(|| format!("start hoster on {listen} with data in {}", data.display()))?;
+    println!("listening on {}", server.local_addr());
+    std::io::stdout().flush().context("flush stdout")?;
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+    };
+    server.run(shutdown).await.context("serve")?;
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The embedded hoster: a TCP server answering the subset of the 0-db v2 protocol the client
+//! uses, with 0-db's replies and errors, over durable append-only namespaces on local disk.
+
+mod commands;
+pub mod format;
+mod namespace;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Buf as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::resp::{RespError, RespReader, VALUE_BYTES_MAX};
+use format::NsProps;
+use namespace::Namespace;
+pub use storage::{DataLog, FileStorage, HosterStorage};
+
+/// The namespace every 0-db has and every connection starts in.
+pub const DEFAULT_NAMESPACE: &[u8] = b"default";
+
+/// Replies larger than this are written straight from the value buffer (vectored write) instead
+/// of being copied into the connection's reply buffer.
+const INLINE_REPLY_BYTES_MAX: usize = 16 * 1024;
+
+/// After `-Payload too big` the server stops reading requests; it keeps draining what the client
+/// is still sending for at most this long before closing, so the client sees the error reply
+/// instead of a connection reset (0-db closes at once; draining only makes our error reliable).
+const LINGER_MS: u64 = 2_000;
+
+/// And for at most this many bytes: the rest of one oversized argument plus some.
+const LINGER_BYTES_MAX: u64 = 4 * VALUE_BYTES_MAX as u64;
+
+/// Back-off after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF_MS: u64 = 50;
+
+/// How the hoster is started.
+#[derive(Debug, Clone)]
+pub struct HosterServerConfig {
+    /// Where to listen; binding loopback is the caller's choice.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// 0-db's `--admin`: without it every connection is admin.
+    pub admin_password: Option<String>,
+    /// fsync every write before replying (0-db's `--sync`).
+    pub sync: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HosterError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("namespace {namespace:?} is damaged: {detail}")]
+    Corrupt { namespace: String, detail: String },
+}
+
+#[derive(Default)]
+struct Stats {
+    clients: AtomicU64,
+    commands: AtomicU64,
+    failed: AtomicU64,
+    unauthorized: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_bytes: AtomicU64,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    storage: Arc<dyn HosterStorage>,
+    namespaces: RwLock<BTreeMap<Vec<u8>, Arc<Namespace>>>,
+    admin_password: Option<Vec<u8>>,
+    sync: bool,
+    stats: Stats,
+    boot: SystemTime,
+}
+
+impl Shared {
+    fn namespace(&self, name: &[u8]) -> Option<Arc<Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn all_namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A bound, recovered hoster, ready to `run`.
+pub struct HosterServer {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for HosterServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HosterServer")
+            .field("local_addr", &self.local_addr())
+            .finish()
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> HosterError {
+    HosterError::Io {
+        what: "storage task".to_owned(),
+        source: io::Error::other(e),
+    }
+}
+
+impl HosterServer {
+    /// Opens (creating if needed) the data directory, recovers every namespace, and binds.
+    pub async fn bind(cfg: HosterServerConfig) -> Result<Self, HosterError> {
+        let dir = cfg.data_dir.clone();
+        let storage = tokio::task::spawn_blocking(move || FileStorage::open(&dir))
+            .await
+            .map_err(join_error)?
+            .map_err(|source| HosterError::Io {
+                what: format!("opening data directory {}", cfg.data_dir.display()),
+                source,
+            })?;
+        Self::bind_with_storage(cfg, Arc::new(storage)).await
+    }
+
+    /// As `bind`, over any storage (tests inject faulty ones); `cfg.data_dir` is not used.
+    pub async fn bind_with_storage(
+        cfg: HosterServerConfig,
+        storage: Arc<dyn HosterStorage>,
+    ) -> Result<Self, HosterError> {
+        let sync = cfg.sync;
+        let opener = Arc::clone(&storage);
+        let namespaces =
+            tokio::task::spawn_blocking(move || open_namespaces(opener.as_ref(), sync))
+                .await
+                .map_err(join_error)??;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| HosterError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                storage,
+                namespaces: RwLock::new(namespaces),
+                admin_password: cfg.admin_password.map(String::into_bytes),
+                sync,
+                stats: Stats::default(),
+                boot: SystemTime::now(),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // The listener is bound; only a closed socket fails here, and then the configured
+        // address is the best answer left.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection and waits for writes in
+    /// progress, so the same directory can be opened again at once.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HosterError> {
+        let Self { listener, shared } = self;
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        shared.stats.clients.fetch_add(1, Ordering::Relaxed);
+                        let shared = Arc::clone(&shared);
+                        connections.spawn(async move {
+                            if let Err(e) = serve_connection(shared, stream).await {
+                                tracing::debug!(%peer, error = %e, "connection ended");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        connections.shutdown().await;
+        let namespaces = shared.all_namespaces();
+        tokio::task::spawn_blocking(move || namespaces.iter().for_each(|ns| ns.close()))
+            .await
+            .map_err(join_error)?;
+        Ok(())
+    }
+}
+
+fn open_namespaces(
+    storage: &dyn HosterStorage,
+    sync: bool,
+) -> Result<BTreeMap<Vec<u8>, Arc<Namespace>>, HosterError> {
+    let mut names = storage.namespaces().map_err(|source| HosterError::Io {
+        what: "listing namespaces".to_owned(),
+        source,
+    })?;
+    if !names.iter().any(|n| n == DEFAULT_NAMESPACE) {
+        storage
+            .create_namespace(DEFAULT_NAMESPACE, &NsProps::new(DEFAULT_NAMESPACE).encode())
+            .map_err(|source| HosterError::Io {
+                what: "creating the default namespace".to_owned(),
+                source,
+            })?;
+        names.push(DEFAULT_NAMESPACE.to_vec());
+    }
+    let mut map = BTreeMap::new();
+    for name in names {
+        let ns = Namespace::open(storage, &name, sync)?;
+        map.insert(name, Arc::new(ns));
+    }
+    Ok(map)
+}
+
+/// A reply as the server builds it.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Status(&'static str),
+    StatusOwned(String),
+    Error(&'static str),
+    Int(i64),
+    Nil,
+    Bulk(Vec<u8>),
+    Array(Vec<Out>),
+}
+
+fn push_header(out: &mut Vec<u8>, kind: u8, n: u64) {
+    use std::io::Write as _;
+    out.push(kind);
+    let _ = write!(out, "{n}\r\n");
+}
+
+fn encode_out(out: &mut Vec<u8>, reply: &Out) {
+    match reply {
+        Out::Status(s) => {
+            out.push(b'+');
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::StatusOwned(s) => {
+            out.push(b'+');
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::Error(s) => {
+            out.push(b'-');
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::Int(n) => {
+            use std::io::Write as _;
+            let _ = write!(out, ":{n}\r\n");
+        }
+        Out::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Out::Bulk(b) => {
+            push_header(out, b'$', b.len() as u64);
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::Array(items) => {
+            push_header(out, b'*', items.len() as u64);
+            for item in items {
+                encode_out(out, item);
+            }
+        }
+    }
+}
+
+/// Per-connection state, as 0-db keeps it per client.
+pub(crate) struct Session {
+    admin: bool,
+    /// Nonce of the last `AUTH SECURE CHALLENGE`.
+    nonce: Option<String>,
+    ns: Arc<Namespace>,
+    /// False after selecting a public, password-protected namespace without its password.
+    writable: bool,
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), RespError> {
+    stream.set_nodelay(true)?;
+    let Some(default_ns) = shared.namespace(DEFAULT_NAMESPACE) else {
+        return Ok(());
+    };
+    let mut session = Session {
+        admin: shared.admin_password.is_none(),
+        nonce: None,
+        ns: default_ns,
+        writable: true,
+    };
+    let (read_half, mut writer) = stream.into_split();
+    let mut reader = RespReader::new(read_half);
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let args = match reader.read_request().await {
+            Ok(Some(args)) => args,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                if let Some(message) = e.server_message() {
+                    // After the replies still batched for earlier pipelined requests.
+                    encode_out(&mut out, &Out::Error(message));
+                    writer.write_all(&out).await?;
+                    if matches!(e, RespError::PayloadTooBig { .. }) {
+                        linger(&mut reader, &mut writer).await;
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let rx: usize = args.iter().map(Vec::len).sum();
+        shared
+            .stats
+            .rx_bytes
+            .fetch_add(rx as u64, Ordering::Relaxed);
+        let reply = commands::dispatch(&shared, &mut session, args).await;
+        match reply {
+            Out::Bulk(value) if value.len() > INLINE_REPLY_BYTES_MAX => {
+                // Large value: header from the reply buffer, value straight from its Vec.
+                push_header(&mut out, b'$', value.len() as u64);
+                let mut bufs =
+                    bytes::Buf::chain(out.as_slice(), value.as_slice()).chain(&b"\r\n"[..]);
+                writer.write_all_buf(&mut bufs).await?;
+                shared
+                    .stats
+                    .tx_bytes
+                    .fetch_add(value.len() as u64, Ordering::Relaxed);
+                out.clear();
+            }
+            reply => encode_out(&mut out, &reply),
+        }
+        // A client that pipelines gets its replies batched; one that waits gets each at once.
+        if reader.buffered() == 0 && !out.is_empty() {
+            writer.write_all(&out).await?;
+            shared
+                .stats
+                .tx_bytes
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            out.clear();
+            if out.capacity() > 1024 * 1024 {
+                out.shrink_to(4096);
+            }
+        }
+    }
+}
+
+/// Half-closes and drains the client's remaining upload, bounded in time and bytes.
+async fn linger(
+    reader: &mut RespReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+) {
+    let _ = writer.shutdown().await;
+    let drain = async {
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        while total < LINGER_BYTES_MAX {
+            match reader.get_mut().read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(LINGER_MS), drain).await;
+}

@@ -1,0 +1,538 @@
+//! One namespace of the embedded hoster: its in-memory index over the append-only data log,
+//! crash recovery (index rebuilt by scanning, torn tail cut), and the data operations with 0-db's
+//! rules (worm, maxsize, identical-value SET, lock/freeze). All methods block on disk I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::format::{
+    decode_entry_header, encode_entry_header, encode_log_header, log_header_valid, EntryDefect,
+    EntryHeader, NsProps, ENTRY_HEADER_BYTES, FLAG_DELETED, LOG_HEADER_BYTES,
+};
+use super::storage::{DataLog, HosterStorage};
+use super::HosterError;
+use crate::resp::{KEY_BYTES_MAX, VALUE_BYTES_MAX};
+
+/// Window of log read at once while searching for the next valid entry after damage.
+const RESYNC_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// Where a live value is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loc {
+    /// Offset of the entry (its header) in the log.
+    pub offset: u64,
+    pub value_len: u32,
+    pub value_crc32: u32,
+    pub timestamp: u32,
+    pub key_len: u8,
+}
+
+impl Loc {
+    pub fn value_offset(&self) -> u64 {
+        self.offset + ENTRY_HEADER_BYTES as u64 + u64::from(self.key_len)
+    }
+}
+
+/// An operation refused with one of 0-db's error lines.
+pub(crate) type Refusal = &'static str;
+
+pub(crate) const ERR_WRITE: Refusal = "Cannot write data right now";
+pub(crate) const ERR_FROZEN: Refusal = "Namespace is temporarily frozen (read-write disabled)";
+pub(crate) const ERR_LOCKED: Refusal = "Namespace is temporarily locked (read-only)";
+
+pub(crate) enum SetOutcome {
+    Stored,
+    /// Same bytes already stored: nothing written (0-db answers nil).
+    Unchanged,
+}
+
+struct State {
+    props: NsProps,
+    /// Runtime only (NSSET lock): writes refused.
+    locked: bool,
+    /// Runtime only (NSSET freeze): reads and writes refused.
+    frozen: bool,
+    index: HashMap<Arc<[u8]>, Loc>,
+    /// Live keys by log offset: SCAN order and cursor.
+    order: BTreeMap<u64, Arc<[u8]>>,
+    /// End of the log: where the next entry goes.
+    end: u64,
+    live_value_bytes: u64,
+    live_key_bytes: u64,
+    /// Set when a failed append could not be rolled back: the log tail is unknown, so no more
+    /// writes until a restart recovers it.
+    broken: Option<String>,
+    /// Set at server shutdown: a write queued before it must not land after a new server
+    /// opened the same files.
+    closed: bool,
+}
+
+impl State {
+    fn insert(&mut self, key: Arc<[u8]>, loc: Loc) {
+        self.order.insert(loc.offset, Arc::clone(&key));
+        self.live_value_bytes += u64::from(loc.value_len);
+        if let Some(old) = self.index.insert(Arc::clone(&key), loc) {
+            self.order.remove(&old.offset);
+            self.live_value_bytes -= u64::from(old.value_len);
+        } else {
+            self.live_key_bytes += key.len() as u64;
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(old) = self.index.remove(key) {
+            self.order.remove(&old.offset);
+            self.live_value_bytes -= u64::from(old.value_len);
+            self.live_key_bytes -= key.len() as u64;
+        }
+    }
+}
+
+pub(crate) struct Namespace {
+    name: Vec<u8>,
+    log: Box<dyn DataLog>,
+    sync: bool,
+    state: Mutex<State>,
+}
+
+/// Counters for NSINFO / DBSIZE.
+pub(crate) struct NsStats {
+    pub props: NsProps,
+    pub locked: bool,
+    pub frozen: bool,
+    pub entries: u64,
+    pub live_value_bytes: u64,
+    pub live_key_bytes: u64,
+    pub log_bytes: u64,
+}
+
+fn now_secs() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+impl Namespace {
+    /// Opens a namespace and rebuilds its index from the log.
+    pub fn open(storage: &dyn HosterStorage, name: &[u8], sync: bool) -> Result<Self, HosterError> {
+        let ns_name = String::from_utf8_lossy(name).into_owned();
+        let io_err = |what: &'static str| {
+            let ns_name = ns_name.clone();
+            move |source| HosterError::Io {
+                what: format!("{what} of namespace {ns_name:?}"),
+                source,
+            }
+        };
+        let props_bytes = storage
+            .read_props(name)
+            .map_err(io_err("reading properties"))?;
+        let props = NsProps::decode(&props_bytes).map_err(|detail| HosterError::Corrupt {
+            namespace: ns_name.clone(),
+            detail: format!("properties file: {detail}"),
+        })?;
+        if props.name != name {
+            return Err(HosterError::Corrupt {
+                namespace: ns_name,
+                detail: "properties name differs from the directory name".to_owned(),
+            });
+        }
+        let log = storage.open_log(name).map_err(io_err("opening data log"))?;
+        let mut state = State {
+            props,
+            locked: false,
+            frozen: false,
+            index: HashMap::new(),
+            order: BTreeMap::new(),
+            end: 0,
+            live_value_bytes: 0,
+            live_key_bytes: 0,
+            broken: None,
+            closed: false,
+        };
+        recover(log.as_ref(), &mut state, &ns_name).map_err(io_err("recovering data log"))?;
+        Ok(Self {
+            name: name.to_vec(),
+            log,
+            sync,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State updates are done so a panic cannot leave them half applied.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    pub fn props(&self) -> NsProps {
+        self.lock().props.clone()
+    }
+
+    /// Applies and persists a property change.
+    pub fn update_props(
+        &self,
+        storage: &dyn HosterStorage,
+        change: impl FnOnce(&mut NsProps),
+    ) -> io::Result<()> {
+        let mut st = self.lock();
+        let mut props = st.props.clone();
+        change(&mut props);
+        storage.write_props(&self.name, &props.encode())?;
+        st.props = props;
+        Ok(())
+    }
+
+    pub fn set_lock(&self, locked: bool) {
+        let mut st = self.lock();
+        st.locked = locked;
+        st.frozen = false;
+    }
+
+    pub fn set_freeze(&self, frozen: bool) {
+        let mut st = self.lock();
+        st.frozen = frozen;
+        st.locked = false;
+    }
+
+    pub fn stats(&self) -> NsStats {
+        let st = self.lock();
+        NsStats {
+            props: st.props.clone(),
+            locked: st.locked,
+            frozen: st.frozen,
+            entries: st.index.len() as u64,
+            live_value_bytes: st.live_value_bytes,
+            live_key_bytes: st.live_key_bytes,
+            log_bytes: st.end,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().order.is_empty()
+    }
+
+    /// Refuses reads while frozen.
+    pub fn readable(&self) -> Result<(), Refusal> {
+        if self.lock().frozen {
+            Err(ERR_FROZEN)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Refuses writes while frozen or locked (checked before the per-command rules, as 0-db).
+    pub fn writable(&self) -> Result<(), Refusal> {
+        let st = self.lock();
+        if st.frozen {
+            Err(ERR_FROZEN)
+        } else if st.locked {
+            Err(ERR_LOCKED)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Option<Loc> {
+        self.lock().index.get(key).copied()
+    }
+
+    /// Reads a value without checking its CRC (as 0-db's GET: CHECK is the integrity check).
+    pub fn read_value(&self, loc: &Loc) -> io::Result<Vec<u8>> {
+        let mut value = vec![0u8; loc.value_len as usize];
+        self.log.read_at(loc.value_offset(), &mut value)?;
+        Ok(value)
+    }
+
+    /// CHECK: re-reads header, key and value from disk; true only if all of them verify.
+    pub fn check(&self, key: &[u8]) -> Option<io::Result<bool>> {
+        let loc = self.lookup(key)?;
+        let total = ENTRY_HEADER_BYTES + usize::from(loc.key_len) + loc.value_len as usize;
+        let mut entry = vec![0u8; total];
+        if let Err(e) = self.log.read_at(loc.offset, &mut entry) {
+            return Some(Err(e));
+        }
+        let ok = match decode_entry_header(&entry, VALUE_BYTES_MAX as u32) {
+            Ok(h) => {
+                let key_end = ENTRY_HEADER_BYTES + usize::from(h.key_len);
+                h.value_len == loc.value_len
+                    && !h.is_deleted()
+                    && &entry[ENTRY_HEADER_BYTES..key_end] == key
+                    && crc32fast::hash(&entry[key_end..]) == h.value_crc32
+            }
+            Err(_) => false,
+        };
+        Some(Ok(ok))
+    }
+
+    /// Appends one entry and returns its offset; on failure the log is cut back to where it was.
+    fn append(
+        &self,
+        st: &mut State,
+        header: &EntryHeader,
+        key: &[u8],
+        value: &[u8],
+    ) -> io::Result<u64> {
+        if st.closed {
+            return Err(io::Error::other("server shutting down"));
+        }
+        if let Some(why) = &st.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        let offset = st.end;
+        let head = encode_entry_header(header, key);
+        let mut head_and_key = Vec::with_capacity(ENTRY_HEADER_BYTES + key.len());
+        head_and_key.extend_from_slice(&head);
+        head_and_key.extend_from_slice(key);
+        let written = self
+            .log
+            .write_at(offset, &[&head_and_key, value])
+            .and_then(|()| if self.sync { self.log.sync() } else { Ok(()) });
+        if let Err(e) = written {
+            // A partial entry left in place would end recovery there and hide every later
+            // entry: cut it off now, or stop writing if even that fails.
+            if let Err(cut) = self.log.truncate(offset) {
+                st.broken = Some(format!("rollback after a failed write failed: {cut}"));
+                tracing::error!(namespace = %String::from_utf8_lossy(&self.name), error = %cut, "data log tail unknown, writes disabled until restart");
+            }
+            return Err(e);
+        }
+        st.end = offset + header.entry_bytes();
+        Ok(offset)
+    }
+
+    /// SET with 0-db's rules, in 0-db's order: worm, maxsize, identical value, write.
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        timestamp: Option<u32>,
+    ) -> Result<SetOutcome, Refusal> {
+        let crc = crc32fast::hash(value);
+        let mut st = self.lock();
+        if st.frozen {
+            return Err(ERR_FROZEN);
+        }
+        if st.locked {
+            return Err(ERR_LOCKED);
+        }
+        let existing = st.index.get(key).copied();
+        if existing.is_some() && st.props.worm {
+            return Err("Namespace is protected by worm mode");
+        }
+        if st.props.maxsize_bytes > 0 {
+            let floating = existing.map_or(0, |l| u64::from(l.value_len));
+            if st.live_value_bytes + value.len() as u64 > st.props.maxsize_bytes + floating {
+                return Err("No space left on this namespace");
+            }
+        }
+        if let Some(old) = existing {
+            if old.value_crc32 == crc && old.value_len as usize == value.len() {
+                // Same CRC and length: compare the bytes (a CRC is no proof of equality).
+                match self.read_value(&old) {
+                    Ok(stored) if stored == value => return Ok(SetOutcome::Unchanged),
+                    _ => {}
+                }
+            }
+        }
+        let header = EntryHeader {
+            value_crc32: crc,
+            value_len: value.len() as u32,
+            timestamp: timestamp.unwrap_or_else(now_secs),
+            key_len: key.len() as u8,
+            flags: 0,
+        };
+        let offset = self.append(&mut st, &header, key, value).map_err(|e| {
+            tracing::warn!(namespace = %String::from_utf8_lossy(&self.name), error = %e, "write failed");
+            ERR_WRITE
+        })?;
+        st.insert(
+            Arc::from(key),
+            Loc {
+                offset,
+                value_len: header.value_len,
+                value_crc32: crc,
+                timestamp: header.timestamp,
+                key_len: header.key_len,
+            },
+        );
+        Ok(SetOutcome::Stored)
+    }
+
+    /// DEL: appends a tombstone.
+    pub fn del(&self, key: &[u8], timestamp: Option<u32>) -> Result<(), Refusal> {
+        let mut st = self.lock();
+        if st.frozen {
+            return Err(ERR_FROZEN);
+        }
+        if st.locked {
+            return Err(ERR_LOCKED);
+        }
+        if !st.index.contains_key(key) {
+            return Err("Key not found");
+        }
+        if st.props.worm {
+            return Err("Cannot delete a key when namespace is in worm mode");
+        }
+        let header = EntryHeader {
+            value_crc32: 0,
+            value_len: 0,
+            timestamp: timestamp.unwrap_or_else(now_secs),
+            key_len: key.len() as u8,
+            flags: FLAG_DELETED,
+        };
+        self.append(&mut st, &header, key, &[])
+            .map_err(|_| "Cannot delete key (data)")?;
+        st.remove(key);
+        Ok(())
+    }
+
+    /// Live keys after log offset `after` (all when `None`), at most `max`, in log order:
+    /// (offset, key, value length, timestamp).
+    pub fn scan(&self, after: Option<u64>, max: usize) -> Vec<(u64, Arc<[u8]>, u32, u32)> {
+        let st = self.lock();
+        let range = match after {
+            Some(o) => st.order.range(o.saturating_add(1)..),
+            None => st.order.range(..),
+        };
+        range
+            .take(max)
+            .filter_map(|(&off, key)| {
+                st.index
+                    .get(key)
+                    .map(|l| (off, Arc::clone(key), l.value_len, l.timestamp))
+            })
+            .collect()
+    }
+
+    /// Shutdown: waits for a write in progress and refuses every later one.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+}
+
+/// Rebuilds the index from the log. A torn tail (crash in the middle of an append) is cut off;
+/// damage in the middle is skipped up to the next valid entry, keeping everything after it.
+fn recover(log: &dyn DataLog, st: &mut State, ns_name: &str) -> io::Result<()> {
+    let size = log.size_bytes()?;
+    if size < LOG_HEADER_BYTES as u64 {
+        // Never written beyond (part of) the header: start the log afresh.
+        log.truncate(0)?;
+        log.write_at(0, &[&encode_log_header()])?;
+        log.sync()?;
+        st.end = LOG_HEADER_BYTES as u64;
+        return Ok(());
+    }
+    let mut header = [0u8; LOG_HEADER_BYTES];
+    log.read_at(0, &mut header)?;
+    if !log_header_valid(&header) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "data log header is not a zdb-backend log of format version 1",
+        ));
+    }
+    let max_value = VALUE_BYTES_MAX as u32;
+    let mut buf = vec![0u8; ENTRY_HEADER_BYTES + KEY_BYTES_MAX];
+    let mut offset = LOG_HEADER_BYTES as u64;
+    while offset < size {
+        let avail = (size - offset).min(buf.len() as u64) as usize;
+        log.read_at(offset, &mut buf[..avail])?;
+        let parsed = decode_entry_header(&buf[..avail], max_value);
+        let header = match parsed {
+            Ok(h) if offset + h.entry_bytes() <= size => h,
+            // A valid header whose entry runs past the end, or too few bytes for a header:
+            // the append was cut short.
+            Ok(_) | Err(EntryDefect::Short) => {
+                cut_tail(log, offset, size, ns_name)?;
+                st.end = offset;
+                return Ok(());
+            }
+            Err(EntryDefect::Invalid) => match find_next_entry(log, offset + 1, size)? {
+                Some(next) => {
+                    tracing::warn!(
+                        namespace = ns_name,
+                        offset,
+                        skipped_bytes = next - offset,
+                        "damaged data log entry skipped"
+                    );
+                    offset = next;
+                    continue;
+                }
+                None => {
+                    cut_tail(log, offset, size, ns_name)?;
+                    st.end = offset;
+                    return Ok(());
+                }
+            },
+        };
+        let key = &buf[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + usize::from(header.key_len)];
+        let end = offset + header.entry_bytes();
+        if end == size && !header.is_deleted() {
+            // The last entry: a power cut without fsync can persist the new file size but not
+            // the bytes, so its value must verify too or it is treated as torn.
+            let mut value = vec![0u8; header.value_len as usize];
+            log.read_at(end - value.len() as u64, &mut value)?;
+            if crc32fast::hash(&value) != header.value_crc32 {
+                cut_tail(log, offset, size, ns_name)?;
+                st.end = offset;
+                return Ok(());
+            }
+        }
+        let key: Arc<[u8]> = Arc::from(key);
+        if header.is_deleted() {
+            st.remove(&key);
+        } else {
+            st.insert(
+                key,
+                Loc {
+                    offset,
+                    value_len: header.value_len,
+                    value_crc32: header.value_crc32,
+                    timestamp: header.timestamp,
+                    key_len: header.key_len,
+                },
+            );
+        }
+        offset = end;
+    }
+    st.end = offset;
+    Ok(())
+}
+
+fn cut_tail(log: &dyn DataLog, offset: u64, size: u64, ns_name: &str) -> io::Result<()> {
+    tracing::warn!(
+        namespace = ns_name,
+        offset,
+        dropped_bytes = size - offset,
+        "torn tail of data log truncated"
+    );
+    log.truncate(offset)?;
+    log.sync()
+}
+
+/// First offset in `from..size` where a valid entry starts and fits in the log.
+fn find_next_entry(log: &dyn DataLog, from: u64, size: u64) -> io::Result<Option<u64>> {
+    let max_value = VALUE_BYTES_MAX as u32;
+    let overlap = ENTRY_HEADER_BYTES + KEY_BYTES_MAX;
+    let mut buf = vec![0u8; RESYNC_WINDOW_BYTES + overlap];
+    let mut start = from;
+    while start < size {
+        let len = (size - start).min(buf.len() as u64) as usize;
+        log.read_at(start, &mut buf[..len])?;
+        for i in 0..len.min(RESYNC_WINDOW_BYTES) {
+            if let Ok(h) = decode_entry_header(&buf[i..len], max_value) {
+                let at = start + i as u64;
+                if at + h.entry_bytes() <= size {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        start += RESYNC_WINDOW_BYTES as u64;
+    }
+    Ok(None)
+}
