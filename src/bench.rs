@@ -90,7 +90,7 @@ async fn run_one(root: &std::path::Path, mib: u64, k: usize, m: usize, n: usize,
     })
 }
 
-pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
+pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()> {
     let tmp;
     let root = match dir {
         Some(d) => d,
@@ -101,7 +101,12 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     };
     println!("archiver bench: {mib} MiB of synthetic blocks per run, embedded hosters as child processes on loopback, durability fsync");
     let mut runs = Vec::new();
-    for (k, m, n, domains) in [(4usize, 2usize, 6usize, 3usize), (16, 4, 20, 4)] {
+    let configs: &[(usize, usize, usize, usize)] = if stages_only {
+        &[]
+    } else {
+        &[(4, 2, 6, 3), (16, 4, 20, 4)]
+    };
+    for &(k, m, n, domains) in configs {
         let r = run_one(&root, mib, k, m, n, domains).await?;
         println!(
             "  {:<22} ingest {:>6.0} MB/s ({:>6.0} blocks/s)   restore {:>6.0} MB/s   with {m} hosters down {:>6.0} MB/s",

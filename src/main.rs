@@ -121,6 +121,9 @@ enum Command {
         /// Work directory (temporary by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Only measure the single-stage limits.
+        #[arg(long)]
+        stages_only: bool,
     },
 }
 
@@ -354,7 +357,11 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { mib, dir } => demo::run(mib, dir).await,
-        Command::Bench { mib, dir } => bench::run(mib, dir).await,
+        Command::Bench {
+            mib,
+            dir,
+            stages_only,
+        } => bench::run(mib, dir, stages_only).await,
     }
 }
 

@@ -52,6 +52,108 @@ async fn restart_keeps_data_and_pooled_clients_reconnect() {
         other.set(b"x", b"z").await,
         Err(ZdbError::Worm { .. })
     ));
+
+    // An abrupt stop (server future dropped) keeps everything acknowledged as well.
+    c.set(b"late", b"write").await.unwrap();
+    hoster.kill().await;
+    let hoster = TestHoster::start_at(dir.path(), addr, None).await;
+    assert_eq!(c.get(b"late").await.unwrap().unwrap(), b"write");
+    hoster.stop().await;
+}
+
+const KILL9_DIR_ENV: &str = "ZDB_BACKEND_KILL9_CHILD_DIR";
+
+/// Not a test of its own: `kill_9_loses_nothing_acknowledged` runs this test binary again with
+/// only this function and the environment variable set, and it becomes a hoster process to kill.
+#[tokio::test]
+async fn kill9_child_hoster() {
+    let Ok(dir) = std::env::var(KILL9_DIR_ENV) else {
+        return;
+    };
+    let server = zdb_backend::HosterServer::bind(config(Path::new(&dir), loopback(), None))
+        .await
+        .unwrap();
+    println!("ZDB_PORT={}", server.local_addr().port());
+    io::stdout().flush().unwrap();
+    server.run(std::future::pending()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill9_child_hoster",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL9_DIR_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = io::BufReader::new(stdout).lines();
+    let port: u16 = loop {
+        let line = lines
+            .next()
+            .expect("child exited before listening")
+            .unwrap();
+        if let Some(p) = line.strip_prefix("ZDB_PORT=") {
+            break p.trim().parse().unwrap();
+        }
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let c = client(addr, "default");
+
+    // Writers run until the process dies under them; only acknowledged writes count.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4u32 {
+        let c = c.clone();
+        let acked = Arc::clone(&acked);
+        writers.push(tokio::spawn(async move {
+            for i in 0u32.. {
+                let key = format!("w{w}-{i}");
+                let value = pattern(1 + (i as usize * 7919) % 200_000, w * 1_000_000 + i);
+                if c.set(key.as_bytes(), &value).await.is_err() {
+                    return;
+                }
+                acked.lock().unwrap().push((key, value));
+            }
+        }));
+    }
+    // Let a good number of writes complete, then SIGKILL in the middle of the stream.
+    for _ in 0..10_000 {
+        if acked.lock().unwrap().len() >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(
+        acked.len() >= 200,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+
+    let hoster = TestHoster::start(dir.path(), None).await;
+    let c = client(hoster.addr, "default");
+    for (key, value) in &acked {
+        assert_eq!(
+            c.get(key.as_bytes()).await.unwrap().as_ref(),
+            Some(value),
+            "acknowledged key {key} lost or damaged"
+        );
+        assert_eq!(c.check(key.as_bytes()).await.unwrap(), Some(true));
+    }
     hoster.stop().await;
 }
 

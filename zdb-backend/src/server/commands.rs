@@ -546,6 +546,9 @@ async fn nsnew(shared: &Arc<Shared>, session: &Session, args: &[Vec<u8>]) -> Res
             .namespaces
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(err("Could not create namespace"));
+        }
         if map.contains_key(&name) {
             return Err(err("This namespace is not available"));
         }

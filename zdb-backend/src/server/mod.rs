@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     sync: bool,
     stats: Stats,
     boot: SystemTime,
+    /// Set (under the namespaces write lock) at shutdown: no namespace is created after it.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -173,6 +175,7 @@ impl HosterServer {
                 sync,
                 stats: Stats::default(),
                 boot: SystemTime::now(),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -214,10 +217,20 @@ impl HosterServer {
         }
         drop(listener);
         connections.shutdown().await;
-        let namespaces = shared.all_namespaces();
-        tokio::task::spawn_blocking(move || namespaces.iter().for_each(|ns| ns.close()))
-            .await
-            .map_err(join_error)?;
+        // Storage work of aborted connections may still be queued or running on the blocking
+        // pool: wait for it and make any later attempt a no-op, so the same directory can be
+        // reopened by a new server right away without two writers on one log.
+        let closing = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            let map = closing
+                .namespaces
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            closing.closed.store(true, Ordering::SeqCst);
+            map.values().for_each(|ns| ns.close());
+        })
+        .await
+        .map_err(join_error)?;
         Ok(())
     }
 }

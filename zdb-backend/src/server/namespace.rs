@@ -181,6 +181,9 @@ impl Namespace {
         change: impl FnOnce(&mut NsProps),
     ) -> io::Result<()> {
         let mut st = self.lock();
+        if st.closed {
+            return Err(io::Error::other("server shutting down"));
+        }
         let mut props = st.props.clone();
         change(&mut props);
         storage.write_props(&self.name, &props.encode())?;

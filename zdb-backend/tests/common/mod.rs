@@ -66,6 +66,14 @@ impl TestHoster {
         }
     }
 
+    /// Abrupt stop: the server future is dropped mid-flight (connections and listener with it).
+    pub async fn kill(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Graceful stop: connections closed, writes finished, listener gone.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
