@@ -37,19 +37,48 @@ struct RunFigures {
     degraded_mbps: f64,
 }
 
-async fn run_one(root: &std::path::Path, mib: u64, k: usize, m: usize, n: usize, domains: usize) -> Result<RunFigures> {
+async fn run_one(
+    root: &std::path::Path,
+    mib: u64,
+    k: usize,
+    m: usize,
+    n: usize,
+    domains: usize,
+) -> Result<RunFigures> {
     let dir = root.join(format!("run-{k}-{m}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let mut hosters = cluster::start_hosters(&std::env::current_exe().context("find own executable")?, &dir.join("hosters"), n, domains)?;
-    let config = write_cluster_config(&dir, &hosters, k, m, archiver::config::SEGMENT_SIZE_BYTES_DEFAULT)?;
+    let mut hosters = cluster::start_hosters(
+        &std::env::current_exe().context("find own executable")?,
+        &dir.join("hosters"),
+        n,
+        domains,
+    )?;
+    let config = write_cluster_config(
+        &dir,
+        &hosters,
+        k,
+        m,
+        archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
+    )?;
     let loaded = ConfigFile::load(&config)?;
-    let set = archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
-    let mut archive = Archive::open(loaded.archive.clone(), loaded.key, set).context("open archive")?;
-    for (name, e) in archive.prepare_hosters().await {
+    let set =
+        archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
+    let mut archive =
+        Archive::open(loaded.archive.clone(), loaded.key, set).context("open archive")?;
+    if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
         bail!("hoster {name}: {e}");
     }
     let started = Instant::now();
-    let report = ingest::ingest_synthetic(&mut archive, 11, None, Some(mib * MIB), true, true, |_, _| {}).await?;
+    let report = ingest::ingest_synthetic(
+        &mut archive,
+        11,
+        None,
+        Some(mib * MIB),
+        true,
+        true,
+        |_, _| {},
+    )
+    .await?;
     let ingest_secs = started.elapsed().as_secs_f64();
     let mb = report.bytes as f64 / 1e6;
     drop(archive);
@@ -61,12 +90,22 @@ async fn run_one(root: &std::path::Path, mib: u64, k: usize, m: usize, n: usize,
             let fresh = ConfigFile::load(&config)?;
             let remote = RemoteArchive::new(
                 Arc::new(fresh.key),
-                archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
+                archiver::HosterSet::from_config(
+                    &fresh.archive.hosters,
+                    &fresh.file.client.options(),
+                ),
             );
             let t = Instant::now();
-            let r = archiver::restore(&remote, None, None, &out, RestoreFormat::Segments, |_, _, _| {})
-                .await
-                .with_context(|| format!("restore ({label})"))?;
+            let r = archiver::restore(
+                &remote,
+                None,
+                None,
+                &out,
+                RestoreFormat::Segments,
+                |_, _, _| {},
+            )
+            .await
+            .with_context(|| format!("restore ({label})"))?;
             let secs = t.elapsed().as_secs_f64();
             std::fs::remove_dir_all(&out).with_context(|| format!("remove {}", out.display()))?;
             Ok::<f64, anyhow::Error>(r.bytes as f64 / 1e6 / secs)
@@ -123,7 +162,10 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()
     println!("  AES-256-GCM            {:>6.2} GB/s", gb(stages.aes_gcm));
     println!("  Reed-Solomon 4+2       {:>6.2} GB/s", gb(stages.rs_4_2));
     println!("  Reed-Solomon 16+4      {:>6.2} GB/s", gb(stages.rs_16_4));
-    println!("  BLAKE3 chunk tree      {:>6.2} GB/s", gb(stages.merkle_chunks));
+    println!(
+        "  BLAKE3 chunk tree      {:>6.2} GB/s",
+        gb(stages.merkle_chunks)
+    );
     println!("  BLAKE3                 {:>6.2} GB/s", gb(stages.blake3));
     println!("  memcpy                 {:>6.2} GB/s", gb(stages.memcpy));
     println!("ratios:");

@@ -32,7 +32,9 @@ impl HosterProcess {
     /// SIGKILL, as a crashed machine would go: no flush, no goodbye.
     pub fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
-            child.kill().with_context(|| format!("kill hoster {}", self.name))?;
+            child
+                .kill()
+                .with_context(|| format!("kill hoster {}", self.name))?;
             child
                 .wait()
                 .with_context(|| format!("reap hoster {}", self.name))?;
@@ -78,7 +80,12 @@ impl Drop for HosterProcess {
 
 /// Starts `n` hosters under `dir`, spread over `domains` failure domains (round robin), running
 /// `exe hoster …` (`exe` = the `archiver` binary).
-pub fn start_hosters(exe: &Path, dir: &Path, n: usize, domains: usize) -> Result<Vec<HosterProcess>> {
+pub fn start_hosters(
+    exe: &Path,
+    dir: &Path,
+    n: usize,
+    domains: usize,
+) -> Result<Vec<HosterProcess>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let data_dir = dir.join(format!("hoster-{i}"));

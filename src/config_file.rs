@@ -132,7 +132,10 @@ impl ConfigFile {
             .validate()
             .with_context(|| format!("config {}", path.display()))?;
         if file.client.connections_per_hoster == 0 {
-            bail!("config {}: client.connections_per_hoster must be at least 1", path.display());
+            bail!(
+                "config {}: client.connections_per_hoster must be at least 1",
+                path.display()
+            );
         }
         Ok(Loaded { file, archive, key })
     }
@@ -142,7 +145,8 @@ impl ConfigFile {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let text = toml::to_string_pretty(self).context("serialize config")?;
-        let header = "# archiver config. Keep this file private: master_key opens the whole archive.\n\
+        let header =
+            "# archiver config. Keep this file private: master_key opens the whole archive.\n\
                       # Reference: README.md, section \"Configuration\".\n\n";
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -162,7 +166,9 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
     let mut parts = s.split(',');
     let first = parts.next().unwrap_or_default();
     let Some((name, address)) = first.split_once('=') else {
-        bail!("hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]");
+        bail!(
+            "hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]"
+        );
     };
     let mut entry = HosterEntry {
         name: name.into(),

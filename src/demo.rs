@@ -50,7 +50,8 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Result<usize> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
                 if bytes.windows(needle.len()).any(|w| w == needle) {
                     hits += 1;
                 }
@@ -73,7 +74,12 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         }
     };
     println!("work directory: {}", dir.display());
-    let mut hosters = cluster::start_hosters(&std::env::current_exe().context("find own executable")?, &dir.join("hosters"), 6, 3)?;
+    let mut hosters = cluster::start_hosters(
+        &std::env::current_exe().context("find own executable")?,
+        &dir.join("hosters"),
+        6,
+        3,
+    )?;
     println!(
         "started 6 embedded hosters on loopback: {}",
         hosters
@@ -82,18 +88,34 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let config = write_cluster_config(&dir, &hosters, 4, 2, archiver::config::SEGMENT_SIZE_BYTES_DEFAULT)?;
+    let config = write_cluster_config(
+        &dir,
+        &hosters,
+        4,
+        2,
+        archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
+    )?;
     let loaded = ConfigFile::load(&config)?;
     let options = loaded.file.client.options();
     let hoster_set = archiver::HosterSet::from_config(&loaded.archive.hosters, &options);
-    let mut archive = Archive::open(loaded.archive.clone(), loaded.key, hoster_set).context("open archive")?;
-    for (name, e) in archive.prepare_hosters().await {
+    let mut archive =
+        Archive::open(loaded.archive.clone(), loaded.key, hoster_set).context("open archive")?;
+    if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
         bail!("hoster {name} could not be prepared: {e}");
     }
 
     println!("ingesting {mib} MiB of synthetic Substrate blocks (4 data + 2 parity shards per segment)...");
     let started = Instant::now();
-    let report = ingest::ingest_synthetic(&mut archive, 7, None, Some(mib * MIB), true, true, |_, _| {}).await?;
+    let report = ingest::ingest_synthetic(
+        &mut archive,
+        7,
+        None,
+        Some(mib * MIB),
+        true,
+        true,
+        |_, _| {},
+    )
+    .await?;
     let ingest_secs = started.elapsed().as_secs_f64();
     let status = archive.status().await.context("collect status")?;
     println!(
@@ -123,21 +145,37 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
     );
     let out = dir.join("restored");
-    println!("restoring the whole history from the 4 surviving hosters into {} ...", out.display());
+    println!(
+        "restoring the whole history from the 4 surviving hosters into {} ...",
+        out.display()
+    );
     let started = Instant::now();
-    let restored = archiver::restore(&remote, None, None, &out, RestoreFormat::Segments, |_, _, _| {})
-        .await
-        .context("restore")?;
+    let restored = archiver::restore(
+        &remote,
+        None,
+        None,
+        &out,
+        RestoreFormat::Segments,
+        |_, _, _| {},
+    )
+    .await
+    .context("restore")?;
     let restore_secs = started.elapsed().as_secs_f64();
 
     let mut compared = 0u64;
     for sealed in archive.store().sealed_all()? {
         let original = std::fs::read(archive.log().segment_path(sealed.segment))
             .with_context(|| format!("read local segment {}", sealed.segment))?;
-        let copy_path = out.join("segments").join(archiver::log::segment_file_name(sealed.segment));
-        let copy = std::fs::read(&copy_path).with_context(|| format!("read {}", copy_path.display()))?;
+        let copy_path = out
+            .join("segments")
+            .join(archiver::log::segment_file_name(sealed.segment));
+        let copy =
+            std::fs::read(&copy_path).with_context(|| format!("read {}", copy_path.display()))?;
         if original != copy {
-            bail!("restored segment {} differs from the original", sealed.segment);
+            bail!(
+                "restored segment {} differs from the original",
+                sealed.segment
+            );
         }
         compared += original.len() as u64;
     }
@@ -154,13 +192,33 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     println!();
     println!("report");
     println!("  blocks archived      {}", report.blocks);
-    println!("  history              {:.1} MB in {} segments", report.bytes as f64 / 1e6, restored.segments);
-    println!("  stored on hosters    {:.1} MB ({:.2}x, survives any 2 of 6 hosters lost)", stored as f64 / 1e6, stored as f64 / compared.max(1) as f64);
-    println!("  ingest               {:.0} MB/s", report.bytes as f64 / 1e6 / ingest_secs);
+    println!(
+        "  history              {:.1} MB in {} segments",
+        report.bytes as f64 / 1e6,
+        restored.segments
+    );
+    println!(
+        "  stored on hosters    {:.1} MB ({:.2}x, survives any 2 of 6 hosters lost)",
+        stored as f64 / 1e6,
+        stored as f64 / compared.max(1) as f64
+    );
+    println!(
+        "  ingest               {:.0} MB/s",
+        report.bytes as f64 / 1e6 / ingest_secs
+    );
     println!("  killed               {}", killed.join(", "));
-    println!("  restore (2 down)     {:.0} MB/s", restored.bytes as f64 / 1e6 / restore_secs);
-    println!("  byte-identical       {} of {} segment bytes", compared, compared);
-    println!("  plaintext on hosters {} files contain the block marker", leaks);
+    println!(
+        "  restore (2 down)     {:.0} MB/s",
+        restored.bytes as f64 / 1e6 / restore_secs
+    );
+    println!(
+        "  byte-identical       {} of {} segment bytes",
+        compared, compared
+    );
+    println!(
+        "  plaintext on hosters {} files contain the block marker",
+        leaks
+    );
     if leaks != 0 {
         bail!("plaintext marker found on hoster disks");
     }

@@ -83,17 +83,29 @@ pub async fn ingest_synthetic(
         if let Some(last) = batch.last() {
             ack(last.number, report.bytes);
         }
-        if disperse && !summary.sealed.is_empty() && archive.pending_dispersal()?.len() >= DISPERSE_AFTER_PENDING {
-            let d = archive.disperse_pending().await.context("disperse sealed segments")?;
+        if disperse
+            && !summary.sealed.is_empty()
+            && archive.pending_dispersal()?.len() >= DISPERSE_AFTER_PENDING
+        {
+            let d = archive
+                .disperse_pending()
+                .await
+                .context("disperse sealed segments")?;
             report.segments_dispersed += d.segments.len() as u64;
             report.under_replicated.extend(d.under_replicated);
         }
     }
     if flush {
-        archive.log_mut().seal_active().context("seal the open segment")?;
+        archive
+            .log_mut()
+            .seal_active()
+            .context("seal the open segment")?;
     }
     if disperse {
-        let d = archive.disperse_pending().await.context("disperse sealed segments")?;
+        let d = archive
+            .disperse_pending()
+            .await
+            .context("disperse sealed segments")?;
         report.segments_dispersed += d.segments.len() as u64;
         report.under_replicated.extend(d.under_replicated);
     }

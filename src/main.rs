@@ -12,10 +12,19 @@ use archiver_cli::config_file::{self, ConfigFile, Loaded};
 use archiver_cli::{bench, demo, ingest};
 
 #[derive(Parser)]
-#[command(name = "archiver", version, about = "Quantum-safe history archiver for Proof-of-Authority chains")]
+#[command(
+    name = "archiver",
+    version,
+    about = "Quantum-safe history archiver for Proof-of-Authority chains"
+)]
 struct Cli {
     /// Config file (written by `archiver init`).
-    #[arg(long, global = true, env = "ARCHIVER_CONFIG", default_value = "archiver.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "ARCHIVER_CONFIG",
+        default_value = "archiver.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -146,7 +155,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: start async runtime: {e}");
@@ -191,7 +203,10 @@ async fn run(cli: Cli) -> Result<()> {
             if let Err(e) = ConfigFile::load(&cli.config) {
                 eprintln!("warning: {e:#}\n(edit {} to fix it)", cli.config.display());
             }
-            println!("wrote {} (mode 0600; it holds the master key)", cli.config.display());
+            println!(
+                "wrote {} (mode 0600; it holds the master key)",
+                cli.config.display()
+            );
             Ok(())
         }
         Command::Hoster {
@@ -255,7 +270,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Disperse => {
             let mut archive = open_archive(&cli.config)?;
             archive.prepare_hosters().await;
-            let r = archive.disperse_pending().await.context("disperse segments")?;
+            let r = archive
+                .disperse_pending()
+                .await
+                .context("disperse segments")?;
             println!(
                 "dispersed {} segments ({:.1} MB plain, {:.1} MB stored); under-replicated: {:?}",
                 r.segments.len(),
@@ -286,14 +304,19 @@ async fn run(cli: Cli) -> Result<()> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let report = archiver::restore(&remote, from, to, &out, format, |done, total, bytes| {
-                bar.set_length(total);
-                bar.set_position(done);
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("{:.0} MB, {:.0} MB/s", bytes as f64 / 1e6, bytes as f64 / 1e6 / secs));
-            })
-            .await
-            .context("restore")?;
+            let report =
+                archiver::restore(&remote, from, to, &out, format, |done, total, bytes| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!(
+                        "{:.0} MB, {:.0} MB/s",
+                        bytes as f64 / 1e6,
+                        bytes as f64 / 1e6 / secs
+                    ));
+                })
+                .await
+                .context("restore")?;
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -333,14 +356,20 @@ async fn run(cli: Cli) -> Result<()> {
             if r.still_under_replicated.is_empty() {
                 Ok(())
             } else {
-                anyhow::bail!("{} segments remain under-replicated", r.still_under_replicated.len())
+                anyhow::bail!(
+                    "{} segments remain under-replicated",
+                    r.still_under_replicated.len()
+                )
             }
         }
         Command::Status { json } => {
             let archive = open_archive(&cli.config)?;
             let s = archive.status().await.context("collect status")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).context("encode status")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).context("encode status")?
+                );
             } else {
                 print_status(&s);
             }
@@ -374,9 +403,12 @@ fn print_status(s: &archiver::Status) {
             h.name,
             h.domain,
             if h.up { "up" } else { "DOWN" },
-            h.stored_bytes.map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
+            h.stored_bytes
+                .map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
             h.shards_placed,
-            h.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
+            h.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("  ({e})"))
         );
     }
     println!(
@@ -418,7 +450,8 @@ async fn run_hoster(
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush().context("flush stdout")?;
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},

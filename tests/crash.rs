@@ -15,9 +15,18 @@ const EXE: &str = env!("CARGO_BIN_EXE_archiver");
 const KILLS: usize = 20;
 
 fn verify(config: &Path) -> (u64, u64) {
-    let o = Command::new(EXE).arg("--config").arg(config).arg("verify").output().unwrap();
+    let o = Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .arg("verify")
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(o.status.success(), "verify failed: {out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "verify failed: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // "log verified: B blocks, last L"
     let words: Vec<&str> = out.split_whitespace().collect();
     let blocks: u64 = words[2].parse().unwrap();
@@ -27,7 +36,10 @@ fn verify(config: &Path) -> (u64, u64) {
 
 #[test]
 fn sigkill_during_ingest_loses_no_acknowledged_block() {
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261121);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261121);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let hosters = start_hosters(Path::new(EXE), &dir.path().join("hosters"), 6, 3).unwrap();
@@ -38,7 +50,14 @@ fn sigkill_during_ingest_loses_no_acknowledged_block() {
         let mut child = Command::new(EXE)
             .arg("--config")
             .arg(&config)
-            .args(["ingest", "--synthetic", "1000000", "--print-acks", "--seed", "9"])
+            .args([
+                "ingest",
+                "--synthetic",
+                "1000000",
+                "--print-acks",
+                "--seed",
+                "9",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -61,8 +80,15 @@ fn sigkill_during_ingest_loses_no_acknowledged_block() {
         child.wait().unwrap();
         let (blocks, last) = verify(&config);
         let acked = acked_max.unwrap();
-        assert!(last >= acked, "round {round} (seed {seed}): acknowledged block {acked} lost, log ends at {last}");
-        assert_eq!(blocks, last + 1, "round {round} (seed {seed}): each block exactly once from genesis");
+        assert!(
+            last >= acked,
+            "round {round} (seed {seed}): acknowledged block {acked} lost, log ends at {last}"
+        );
+        assert_eq!(
+            blocks,
+            last + 1,
+            "round {round} (seed {seed}): each block exactly once from genesis"
+        );
     }
     // Finish: flush and disperse everything, then restore and compare with the local log.
     let o = Command::new(EXE)
@@ -85,7 +111,12 @@ fn sigkill_during_ingest_loses_no_acknowledged_block() {
     for e in std::fs::read_dir(&segs).unwrap() {
         let p = e.unwrap().path();
         let copy = out.join("segments").join(p.file_name().unwrap());
-        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&copy).unwrap(), "{}", p.display());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(&copy).unwrap(),
+            "{}",
+            p.display()
+        );
         compared += 1;
     }
     assert!(compared > 5);

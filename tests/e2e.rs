@@ -37,7 +37,8 @@ fn text(out: &std::process::Output) -> String {
 
 fn open(config: &Path) -> Archive {
     let loaded = ConfigFile::load(config).unwrap();
-    let set = archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
+    let set =
+        archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
     Archive::open(loaded.archive, loaded.key, set).unwrap()
 }
 
@@ -84,7 +85,10 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
 
     // No plaintext reaches a hoster; the search itself works (the local log has the marker).
     assert!(files_containing(&dir.path().join("node"), SYNTHETIC_MARKER).unwrap() > 0);
-    assert_eq!(files_containing(&dir.path().join("hosters"), SYNTHETIC_MARKER).unwrap(), 0);
+    assert_eq!(
+        files_containing(&dir.path().join("hosters"), SYNTHETIC_MARKER).unwrap(),
+        0
+    );
 
     // Flip a bit inside shard 0 (a data shard: always read first) of segment 1 on its hoster's disk.
     let placement = archive.store().placement(1).unwrap().unwrap();
@@ -94,7 +98,8 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
     let (shards, _) = remote.fetch_shards(&meta, true).await.unwrap();
     let shard0 = shards[0].as_ref().unwrap();
     let victim = hosters.iter().position(|h| h.name == victim_name).unwrap();
-    flip_on_disk(&hosters[victim].data_dir, &shard0[100_000..100_064]).expect("shard bytes on the hoster's disk");
+    flip_on_disk(&hosters[victim].data_dir, &shard0[100_000..100_064])
+        .expect("shard bytes on the hoster's disk");
     drop(archive);
 
     // Restore with all hosters up: the flipped shard is detected and another one used.
@@ -104,13 +109,21 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
         archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
     );
     let out1 = dir.path().join("restored-flip");
-    let r = archiver::restore(&remote, None, None, &out1, RestoreFormat::Segments, |_, _, _| {})
-        .await
-        .unwrap();
+    let r = archiver::restore(
+        &remote,
+        None,
+        None,
+        &out1,
+        RestoreFormat::Segments,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
     assert!(
-        r.shard_failures
-            .iter()
-            .any(|(seg, shard, h, why)| *seg == 1 && *shard == 0 && *h == victim_name && why.contains("Merkle")),
+        r.shard_failures.iter().any(|(seg, shard, h, why)| *seg == 1
+            && *shard == 0
+            && *h == victim_name
+            && why.contains("Merkle")),
         "{:?}",
         r.shard_failures
     );
@@ -131,27 +144,57 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
         assert!(original == copy, "segment {} differs", s.segment);
     }
     // A block range as individual block files.
-    let o = archiver(&config, &["restore", "--from", "100", "--to", "199", "--format", "blocks", "--out", out.to_str().unwrap()]);
+    let o = archiver(
+        &config,
+        &[
+            "restore",
+            "--from",
+            "100",
+            "--to",
+            "199",
+            "--format",
+            "blocks",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let archive = open(&config);
     for n in [100u64, 150, 199] {
         let got = std::fs::read(out.join("blocks").join(format!("{n:012}.block"))).unwrap();
         assert_eq!(got, archive.log().get(n).unwrap().unwrap().block);
     }
-    assert!(!out.join("blocks").join(format!("{:012}.block", 200)).exists());
+    assert!(!out
+        .join("blocks")
+        .join(format!("{:012}.block", 200))
+        .exists());
     drop(archive);
 
     // Wrong master key: a clear error, no panic.
     let wrong_cfg = dir.path().join("wrong.toml");
     let text_cfg = std::fs::read_to_string(&config).unwrap();
-    let good_key = toml::from_str::<toml::Table>(&text_cfg).unwrap()["master_key"].as_str().unwrap().to_string();
+    let good_key = toml::from_str::<toml::Table>(&text_cfg).unwrap()["master_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::write(&wrong_cfg, text_cfg.replace(&good_key, &"ab".repeat(32))).unwrap();
-    let o = archiver(&wrong_cfg, &["restore", "--out", dir.path().join("wrong-out").to_str().unwrap()]);
+    let o = archiver(
+        &wrong_cfg,
+        &[
+            "restore",
+            "--out",
+            dir.path().join("wrong-out").to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("master key") && !t.contains("panicked"), "{t}");
     let o = archiver(&wrong_cfg, &["status"]);
-    assert!(!o.status.success() && text(&o).contains("master key"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("master key"),
+        "{}",
+        text(&o)
+    );
 
     // Garbled manifest record on every live hoster: the error names the segment.
     let remote = RemoteArchive::new(
@@ -161,20 +204,40 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
     let meta_key = remote.key().manifest_storage_key(2);
     for h in remote.hosters().all() {
         if !h.is_down() {
-            let _ = h.put_meta(&meta_key, b"garbage that is not a manifest record").await;
+            let _ = h
+                .put_meta(&meta_key, b"garbage that is not a manifest record")
+                .await;
         }
     }
-    let o = archiver(&config, &["restore", "--out", dir.path().join("garbled-out").to_str().unwrap()]);
+    let o = archiver(
+        &config,
+        &[
+            "restore",
+            "--out",
+            dir.path().join("garbled-out").to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("segment 2") && !t.contains("panicked"), "{t}");
 
     // Truncated local segment file: verify names the file.
-    let seg0 = dir.path().join("node/segments").join(archiver::log::segment_file_name(0));
+    let seg0 = dir
+        .path()
+        .join("node/segments")
+        .join(archiver::log::segment_file_name(0));
     let len = std::fs::metadata(&seg0).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&seg0).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg0)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let o = archiver(&config, &["verify"]);
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains(&archiver::log::segment_file_name(0)) && !t.contains("panicked"), "{t}");
+    assert!(
+        t.contains(&archiver::log::segment_file_name(0)) && !t.contains("panicked"),
+        "{t}"
+    );
 }

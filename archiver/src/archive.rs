@@ -225,7 +225,12 @@ impl Archive {
         self.store().put_dispersed_next(&mut batch, segment + 1)?;
         self.store().commit_synced(batch)?;
         if placed < n {
-            tracing::warn!(segment, placed, total = n, "segment stored under-replicated");
+            tracing::warn!(
+                segment,
+                placed,
+                total = n,
+                "segment stored under-replicated"
+            );
         }
         Ok(placed)
     }
@@ -323,18 +328,20 @@ impl Archive {
         let mut report = RepairReport::default();
         let next = self.store().dispersed_next()?;
         for segment in 0..next {
-            let manifest = self.store().manifest(segment)?.ok_or_else(|| {
-                ArchiveError::ManifestChain {
-                    segment,
-                    reason: "dispersed but no manifest stored locally".into(),
-                }
-            })?;
-            let placement = self.store().placement(segment)?.ok_or_else(|| {
-                ArchiveError::PlacementCorrupt {
-                    segment,
-                    reason: "missing".into(),
-                }
-            })?;
+            let manifest =
+                self.store()
+                    .manifest(segment)?
+                    .ok_or_else(|| ArchiveError::ManifestChain {
+                        segment,
+                        reason: "dispersed but no manifest stored locally".into(),
+                    })?;
+            let placement =
+                self.store()
+                    .placement(segment)?
+                    .ok_or_else(|| ArchiveError::PlacementCorrupt {
+                        segment,
+                        reason: "missing".into(),
+                    })?;
             report.segments_checked += 1;
             let lost = self.lost_shards(&manifest, &placement, verify).await;
             report.shards_checked += manifest.shards_total() as u64;
@@ -358,7 +365,12 @@ impl Archive {
         Ok(report)
     }
 
-    async fn lost_shards(&self, manifest: &Manifest, placement: &Placement, verify: bool) -> Vec<usize> {
+    async fn lost_shards(
+        &self,
+        manifest: &Manifest,
+        placement: &Placement,
+        verify: bool,
+    ) -> Vec<usize> {
         let mut set = JoinSet::new();
         let mut lost = Vec::new();
         for (i, holder) in placement.hosters.iter().enumerate() {
@@ -381,7 +393,10 @@ impl Archive {
                         _ => false,
                     }
                 } else {
-                    matches!(timed(h.has_shard(&key, manifest.shard_bytes)).await, Ok(true))
+                    matches!(
+                        timed(h.has_shard(&key, manifest.shard_bytes)).await,
+                        Ok(true)
+                    )
                 };
                 (i, ok)
             });
@@ -489,7 +504,8 @@ fn encode_sealed(
     k: usize,
     m: usize,
 ) -> Result<EncodedSegment> {
-    let file = std::fs::File::open(path).map_err(|e| ArchiveError::io("open sealed segment", path, e))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| ArchiveError::io("open sealed segment", path, e))?;
     let len = file
         .metadata()
         .map_err(|e| ArchiveError::io("stat sealed segment", path, e))?

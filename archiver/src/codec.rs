@@ -67,7 +67,8 @@ fn rs(k: usize, m: usize) -> Result<ReedSolomon> {
 
 fn cipher(key: &MasterKey, segment: u64, segment_hash: &[u8; 32]) -> Result<Aes256Gcm> {
     let k = key.segment_key(segment, segment_hash);
-    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| ArchiveError::Codec("segment key length".into()))
+    Aes256Gcm::new_from_slice(k.as_ref())
+        .map_err(|_| ArchiveError::Codec("segment key length".into()))
 }
 
 /// Encodes a segment read from `reader` (exactly `id.segment_bytes` bytes) into k+m shards.
@@ -90,12 +91,12 @@ pub fn encode_segment(
         remaining -= plain as u64;
         let offset = (f / k as u64) as usize * piece;
         let buf = &mut shards[(f % k as u64) as usize][offset..offset + piece];
-        reader.read_exact(&mut buf[..plain]).map_err(|e| {
-            ArchiveError::SegmentCorrupt {
+        reader
+            .read_exact(&mut buf[..plain])
+            .map_err(|e| ArchiveError::SegmentCorrupt {
                 segment: id.segment,
                 reason: format!("reading frame {f}: {e}"),
-            }
-        })?;
+            })?;
         let tag = aes
             .encrypt_inout_detached(
                 &nonce(f),
@@ -138,7 +139,9 @@ fn shard_roots(shards: &[Vec<u8>]) -> Vec<[u8; 32]> {
     std::thread::scope(|s| {
         let first = s.spawn(|| a.iter().map(|x| prover::shard_root(x)).collect::<Vec<_>>());
         let mut second: Vec<[u8; 32]> = b.iter().map(|x| prover::shard_root(x)).collect();
-        let mut roots = first.join().unwrap_or_else(|_| a.iter().map(|x| prover::shard_root(x)).collect());
+        let mut roots = first
+            .join()
+            .unwrap_or_else(|_| a.iter().map(|x| prover::shard_root(x)).collect());
         roots.append(&mut second);
         roots
     })
@@ -151,7 +154,11 @@ pub fn shard_matches(manifest: &Manifest, i: usize, shard: &[u8]) -> bool {
 }
 
 /// Rebuilds missing shards in place. `shards[i]` is `Some` for every verified shard; at least k must be.
-pub fn reconstruct(manifest: &Manifest, shards: &mut [Option<Vec<u8>>], data_only: bool) -> Result<()> {
+pub fn reconstruct(
+    manifest: &Manifest,
+    shards: &mut [Option<Vec<u8>>],
+    data_only: bool,
+) -> Result<()> {
     let k = manifest.data_shards as usize;
     let m = manifest.parity_shards as usize;
     let have = shards.iter().filter(|s| s.is_some()).count();
@@ -169,7 +176,9 @@ pub fn reconstruct(manifest: &Manifest, shards: &mut [Option<Vec<u8>>], data_onl
     } else {
         codec.reconstruct(shards)
     };
-    res.map_err(|e| ArchiveError::Codec(format!("segment {}: reconstruct: {e:?}", manifest.segment)))
+    res.map_err(|e| {
+        ArchiveError::Codec(format!("segment {}: reconstruct: {e:?}", manifest.segment))
+    })
 }
 
 /// Decrypts the data shards (all present, verified) into the plaintext segment, streamed to `out`,
@@ -182,7 +191,9 @@ pub fn decode_segment(
 ) -> Result<()> {
     let k = manifest.data_shards as usize;
     if data_shards.len() != k {
-        return Err(ArchiveError::Codec("decode needs exactly the data shards".into()));
+        return Err(ArchiveError::Codec(
+            "decode needs exactly the data shards".into(),
+        ));
     }
     let aes = cipher(key, manifest.segment, &manifest.segment_hash)?;
     let frames = frame_count(manifest.segment_bytes, manifest.frame_plain_bytes);
@@ -275,7 +286,8 @@ mod tests {
             shards[0] = None;
             shards[2] = None;
             reconstruct(&enc.manifest, &mut shards, true).unwrap();
-            let mut data_shards: Vec<Vec<u8>> = shards.into_iter().take(4).map(Option::unwrap).collect();
+            let mut data_shards: Vec<Vec<u8>> =
+                shards.into_iter().take(4).map(Option::unwrap).collect();
             let mut out = Vec::new();
             decode_segment(&key, &enc.manifest, &mut data_shards, &mut out).unwrap();
             assert_eq!(out, plain);
@@ -293,13 +305,26 @@ mod tests {
         let enc = encode_segment(&key, &id, 2, 1, &mut plain.as_slice()).unwrap();
         let mut shards = enc.shards[..2].to_vec();
         let other = MasterKey::from_bytes([4; 32]);
-        let err = decode_segment(&other, &enc.manifest, &mut shards.clone(), &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, ArchiveError::Decrypt { segment: 5, frame: 0 }), "{err}");
+        let err = decode_segment(&other, &enc.manifest, &mut shards.clone(), &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ArchiveError::Decrypt {
+                    segment: 5,
+                    frame: 0
+                }
+            ),
+            "{err}"
+        );
         // 100 kB is one frame, all in data shard 0 (shard 1 holds only padding).
         shards[0][10] ^= 1;
         assert!(!shard_matches(&enc.manifest, 0, &shards[0]));
         let err = decode_segment(&key, &enc.manifest, &mut shards, &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, ArchiveError::Decrypt { segment: 5, .. }), "{err}");
+        assert!(
+            matches!(err, ArchiveError::Decrypt { segment: 5, .. }),
+            "{err}"
+        );
         // Plaintext does not appear in any shard.
         let needle = &plain[5000..5032];
         for s in &enc.shards {

@@ -240,12 +240,24 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("min_parity"));
         let mut c = ok.clone();
         c.hosters[1].name = "h0".into();
-        assert!(c.validate().unwrap_err().to_string().contains("hosters[1].name"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hosters[1].name"));
         let mut c = ok.clone();
         c.hosters[2].address = "nowhere".into();
-        assert!(c.validate().unwrap_err().to_string().contains("hosters[2].address"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hosters[2].address"));
         let mut c = ok;
         c.segment_size_bytes = 10;
-        assert!(c.validate().unwrap_err().to_string().contains("segment_size_bytes"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("segment_size_bytes"));
     }
 }

@@ -95,7 +95,8 @@ impl ShardHost for ZdbHost {
         // LENGTH of every part: proves presence and size without moving the payload.
         let parts = zdb_backend::large_part_count(len);
         for p in 0..parts {
-            let expect = (len - p * zdb_backend::VALUE_BYTES_MAX as u64).min(zdb_backend::VALUE_BYTES_MAX as u64);
+            let expect = (len - p * zdb_backend::VALUE_BYTES_MAX as u64)
+                .min(zdb_backend::VALUE_BYTES_MAX as u64);
             let part_key = zdb_backend::large_part_key(key, p as u16);
             if self.shards.length(&part_key).await? != Some(expect) {
                 return Ok(false);
@@ -216,7 +217,10 @@ mod tests {
     #[test]
     fn placement_spreads_domains_and_skips_excluded() {
         let hosts: Vec<Arc<dyn ShardHost>> = (0..6)
-            .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i / 2))) as Arc<dyn ShardHost>)
+            .map(|i| {
+                Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i / 2)))
+                    as Arc<dyn ShardHost>
+            })
             .collect();
         let set = HosterSet::new(hosts);
         let order = set.placement_order(0, &[], &[]);
@@ -224,7 +228,11 @@ mod tests {
         let mut unique = domains.clone();
         unique.sort();
         unique.dedup();
-        assert_eq!(unique.len(), 3, "first three picks cover three domains: {domains:?}");
+        assert_eq!(
+            unique.len(),
+            3,
+            "first three picks cover three domains: {domains:?}"
+        );
         let order = set.placement_order(1, &["h0".into(), "h1".into()], &["d0".into()]);
         assert!(order.iter().all(|h| h.name() != "h0" && h.name() != "h1"));
         assert_eq!(order.len(), 4);

@@ -94,7 +94,12 @@ impl MasterKey {
     }
 
     /// The key a shard is stored under. Opaque to the hoster: it reveals neither segment nor index.
-    pub fn shard_storage_key(&self, segment: u64, segment_hash: &[u8; 32], shard: usize) -> Vec<u8> {
+    pub fn shard_storage_key(
+        &self,
+        segment: u64,
+        segment_hash: &[u8; 32],
+        shard: usize,
+    ) -> Vec<u8> {
         self.storage_name(&[
             b"shard",
             &segment.to_le_bytes(),
@@ -134,7 +139,10 @@ mod tests {
         let h = [1u8; 32];
         assert_ne!(*key.segment_key(1, &h), *key.segment_key(2, &h));
         assert_ne!(*key.segment_key(1, &h), *key.segment_key(1, &[2; 32]));
-        assert_ne!(key.shard_storage_key(1, &h, 0), key.shard_storage_key(1, &h, 1));
+        assert_ne!(
+            key.shard_storage_key(1, &h, 0),
+            key.shard_storage_key(1, &h, 1)
+        );
         assert_eq!(key.shard_storage_key(1, &h, 0).len(), STORAGE_KEY_BYTES);
         let other = MasterKey::from_bytes([8; 32]);
         assert_ne!(key.head_storage_key(), other.head_storage_key());

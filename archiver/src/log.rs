@@ -80,7 +80,8 @@ impl BlockLog {
         segment_size_bytes: u64,
         durability: Durability,
     ) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| ArchiveError::io("create segment directory", dir, e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| ArchiveError::io("create segment directory", dir, e))?;
         let head = store.log_head()?;
         let mut log = Self {
             dir: dir.to_path_buf(),
@@ -166,7 +167,11 @@ impl BlockLog {
             match scan_record(&buf[rel..]) {
                 RecordScan::Complete { record, len } => {
                     if self.check_sequence(&head, &record).is_err() {
-                        tracing::warn!(segment = id, offset = valid_end, "replay stopped: record out of sequence");
+                        tracing::warn!(
+                            segment = id,
+                            offset = valid_end,
+                            "replay stopped: record out of sequence"
+                        );
                         break;
                     }
                     let loc = Location {
@@ -213,7 +218,11 @@ impl BlockLog {
             );
         }
         if file_len > valid_end {
-            tracing::warn!(segment = id, torn_bytes = file_len - valid_end, "truncating torn tail");
+            tracing::warn!(
+                segment = id,
+                torn_bytes = file_len - valid_end,
+                "truncating torn tail"
+            );
             file.set_len(valid_end)
                 .map_err(|e| ArchiveError::io("truncate torn tail", &path, e))?;
             file.sync_all()
@@ -363,7 +372,10 @@ impl BlockLog {
                     break;
                 }
             }
-            if let Err(e) = self.check_sequence(&head, rec).and_then(|_| rec.check_limits()) {
+            if let Err(e) = self
+                .check_sequence(&head, rec)
+                .and_then(|_| rec.check_limits())
+            {
                 result = Err(e);
                 break;
             }
@@ -486,7 +498,13 @@ impl BlockLog {
         self.store.put_log_head(&mut batch, &head)?;
         self.store.commit_synced(batch)?;
         self.head = head;
-        tracing::debug!(segment = active.id, first, last, bytes = active.len, "sealed segment");
+        tracing::debug!(
+            segment = active.id,
+            first,
+            last,
+            bytes = active.len,
+            "sealed segment"
+        );
         Ok(active.id)
     }
 
@@ -539,7 +557,8 @@ impl BlockLog {
                     })
                 }
             };
-            let mut bytes = fs::read(&path).map_err(|e| ArchiveError::io("read segment", &path, e))?;
+            let mut bytes =
+                fs::read(&path).map_err(|e| ArchiveError::io("read segment", &path, e))?;
             if (bytes.len() as u64) < len_limit {
                 return Err(ArchiveError::SegmentFileCorrupt {
                     path,
@@ -557,13 +576,14 @@ impl BlockLog {
                     });
                 }
             }
-            let (_, records) = crate::record::parse_segment(&bytes).map_err(|(offset, reason)| {
-                ArchiveError::SegmentFileCorrupt {
-                    path: path.clone(),
-                    offset,
-                    reason,
-                }
-            })?;
+            let (_, records) =
+                crate::record::parse_segment(&bytes).map_err(|(offset, reason)| {
+                    ArchiveError::SegmentFileCorrupt {
+                        path: path.clone(),
+                        offset,
+                        reason,
+                    }
+                })?;
             for (offset, rec) in records {
                 if let Some((pn, ph)) = prev {
                     if rec.number != pn + 1 || rec.parent_hash != ph {
@@ -575,12 +595,16 @@ impl BlockLog {
                     }
                 }
                 match self.store.location(rec.number)? {
-                    Some(loc) if loc.segment == id && loc.offset == offset && loc.hash == rec.hash => {}
+                    Some(loc)
+                        if loc.segment == id && loc.offset == offset && loc.hash == rec.hash => {}
                     other => {
                         return Err(ArchiveError::SegmentFileCorrupt {
                             path,
                             offset,
-                            reason: format!("block {} catalog entry disagrees: {other:?}", rec.number),
+                            reason: format!(
+                                "block {} catalog entry disagrees: {other:?}",
+                                rec.number
+                            ),
                         })
                     }
                 }
@@ -591,7 +615,10 @@ impl BlockLog {
         if prev != self.head.last {
             return Err(ArchiveError::DbCorrupt {
                 context: "verify",
-                reason: format!("log ends at {prev:?} but the head says {:?}", self.head.last),
+                reason: format!(
+                    "log ends at {prev:?} but the head says {:?}",
+                    self.head.last
+                ),
             });
         }
         Ok(blocks)

@@ -141,7 +141,9 @@ impl Manifest {
             chunk_bytes: u32_at(b, 180),
             shard_bytes: u64_at(b, 184),
             prev_manifest_hash: hash_at(b, 192),
-            shard_roots: (0..n).map(|i| hash_at(b, MANIFEST_FIXED_BYTES + 32 * i)).collect(),
+            shard_roots: (0..n)
+                .map(|i| hash_at(b, MANIFEST_FIXED_BYTES + 32 * i))
+                .collect(),
         };
         if manifest.segment != segment {
             return Err(bad(format!("it describes segment {}", manifest.segment)));
@@ -162,7 +164,7 @@ impl Manifest {
         {
             return Err("frame and piece sizes disagree".into());
         }
-        if self.chunk_bytes == 0 || self.piece_bytes % self.chunk_bytes != 0 {
+        if self.chunk_bytes == 0 || !self.piece_bytes.is_multiple_of(self.chunk_bytes) {
             return Err("piece size is not a multiple of the chunk size".into());
         }
         let frames = frame_count(self.segment_bytes, self.frame_plain_bytes);
@@ -231,7 +233,8 @@ impl Placement {
         }
         let mut hosters = Vec::with_capacity(n);
         for i in 0..n {
-            let raw = &b[PLACEMENT_FIXED_BYTES + HOSTER_NAME_BYTES_MAX * i..][..HOSTER_NAME_BYTES_MAX];
+            let raw =
+                &b[PLACEMENT_FIXED_BYTES + HOSTER_NAME_BYTES_MAX * i..][..HOSTER_NAME_BYTES_MAX];
             let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
             if end == 0 {
                 hosters.push(None);
@@ -306,7 +309,11 @@ fn open(key: &MasterKey, magic: [u8; 4], aad_id: u64, b: &[u8], what: &str) -> R
 }
 
 /// Encrypts a manifest and its placement for replication to every hoster.
-pub fn seal_metadata(key: &MasterKey, manifest: &Manifest, placement: &Placement) -> Result<Vec<u8>> {
+pub fn seal_metadata(
+    key: &MasterKey,
+    manifest: &Manifest,
+    placement: &Placement,
+) -> Result<Vec<u8>> {
     let m = manifest.encode();
     let mut plain = Vec::with_capacity(4 + m.len() + 64);
     plain.extend_from_slice(&(m.len() as u32).to_le_bytes());
@@ -317,7 +324,13 @@ pub fn seal_metadata(key: &MasterKey, manifest: &Manifest, placement: &Placement
 
 /// Decrypts and decodes a replicated metadata record of `segment`.
 pub fn open_metadata(key: &MasterKey, segment: u64, b: &[u8]) -> Result<(Manifest, Placement)> {
-    let plain = open(key, METADATA_MAGIC, segment, b, &format!("metadata record of segment {segment}"))?;
+    let plain = open(
+        key,
+        METADATA_MAGIC,
+        segment,
+        b,
+        &format!("metadata record of segment {segment}"),
+    )?;
     if plain.len() < 4 {
         return Err(ArchiveError::ManifestCorrupt {
             segment,
@@ -443,7 +456,10 @@ pub(crate) mod tests {
             last_segment: 9,
             manifest_hash: m.hash(),
         };
-        assert_eq!(open_head(&key, &seal_head(&key, &head).unwrap()).unwrap(), head);
+        assert_eq!(
+            open_head(&key, &seal_head(&key, &head).unwrap()).unwrap(),
+            head
+        );
     }
 
     /// Test vector from specs/manifest.md: the manifest hash of `sample()`.

@@ -310,9 +310,12 @@ pub fn scan_record(bytes: &[u8]) -> RecordScan {
     }
 }
 
+/// A parsed segment: its header and every record with its byte offset.
+pub type ParsedSegment = (SegmentHeader, Vec<(u64, BlockRecord)>);
+
 /// Parses a whole sealed segment file: header, then records until the end. Every byte must belong
-/// to a valid record.
-pub fn parse_segment(bytes: &[u8]) -> std::result::Result<(SegmentHeader, Vec<(u64, BlockRecord)>), (u64, String)> {
+/// to a valid record. The error is (byte offset, reason).
+pub fn parse_segment(bytes: &[u8]) -> std::result::Result<ParsedSegment, (u64, String)> {
     let header = SegmentHeader::decode(bytes).map_err(|e| (0, e))?;
     let mut at = SEGMENT_HEADER_BYTES;
     let mut records = Vec::new();
@@ -372,7 +375,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(!matches!(scan_record(&bad), RecordScan::Complete { .. }), "flip at {i}");
+            assert!(
+                !matches!(scan_record(&bad), RecordScan::Complete { .. }),
+                "flip at {i}"
+            );
         }
     }
 
@@ -389,10 +395,16 @@ mod tests {
         };
         let hex = hex::encode(rec.encode());
         let expected = concat!(
-            "67000000", "50414252", "0100000000000000",
+            "67000000",
+            "50414252",
+            "0100000000000000",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-            "03000000", "ffffffff", "04000000", "626c6b", "00000000",
+            "03000000",
+            "ffffffff",
+            "04000000",
+            "626c6b",
+            "00000000",
         );
         assert_eq!(&hex[..expected.len()], expected);
         let crc = crc32fast::hash(&rec.encode()[..0x67 - 4]);
@@ -406,7 +418,10 @@ mod tests {
         assert_eq!(
             hex::encode(header.encode()),
             concat!(
-                "504f415345473031", "0200000000000000", "e803000000000000", "0000000000000000",
+                "504f415345473031",
+                "0200000000000000",
+                "e803000000000000",
+                "0000000000000000",
                 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
             )
         );

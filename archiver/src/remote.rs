@@ -19,7 +19,9 @@ pub const HOSTER_CALL_TIMEOUT_MS: u64 = 60_000;
 /// Manifest records fetched at once while loading the chain: small values, latency-bound.
 pub const METADATA_FETCH_CONCURRENCY: usize = 32;
 
-pub(crate) async fn timed<T>(fut: impl std::future::Future<Output = HostResult<T>>) -> HostResult<T> {
+pub(crate) async fn timed<T>(
+    fut: impl std::future::Future<Output = HostResult<T>>,
+) -> HostResult<T> {
     match tokio::time::timeout(Duration::from_millis(HOSTER_CALL_TIMEOUT_MS), fut).await {
         Ok(r) => r,
         Err(_) => Err(HostError::Injected(format!(
@@ -206,7 +208,11 @@ impl RemoteArchive {
             if shards[..k].iter().any(Option::is_none) {
                 codec::reconstruct(&manifest, &mut shards, true)?;
             }
-            let mut data: Vec<Vec<u8>> = shards.into_iter().take(k).map(|s| s.unwrap_or_default()).collect();
+            let mut data: Vec<Vec<u8>> = shards
+                .into_iter()
+                .take(k)
+                .map(|s| s.unwrap_or_default())
+                .collect();
             let mut plain = Vec::with_capacity(manifest.segment_bytes as usize);
             codec::decode_segment(&key, &manifest, &mut data, &mut plain)?;
             Ok(plain)
@@ -238,11 +244,15 @@ impl RemoteArchive {
             match meta.placement.hosters.get(i).cloned().flatten() {
                 Some(name) => match self.hosters.get(&name) {
                     Some(h) => candidates.push((i, h.clone())),
-                    None => report.failures.push((i, name, "hoster not in the config".into())),
+                    None => report
+                        .failures
+                        .push((i, name, "hoster not in the config".into())),
                 },
-                None => report
-                    .failures
-                    .push((i, "-".into(), "not placed (under-replicated)".into())),
+                None => {
+                    report
+                        .failures
+                        .push((i, "-".into(), "not placed (under-replicated)".into()))
+                }
             }
         }
         candidates.sort_by_key(|(i, h)| (h.is_down(), *i));

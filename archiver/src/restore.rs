@@ -68,21 +68,31 @@ pub fn verify_segment_blocks(
     for (i, (_, rec)) in records.iter().enumerate() {
         let expect = m.first_number + i as u64;
         if rec.number != expect {
-            return Err(corrupt(format!("block {} found where block {expect} belongs", rec.number)));
+            return Err(corrupt(format!(
+                "block {} found where block {expect} belongs",
+                rec.number
+            )));
         }
         if let Some(p) = prev {
             if rec.parent_hash != p {
-                return Err(corrupt(format!("block {} does not link to its parent", rec.number)));
+                return Err(corrupt(format!(
+                    "block {} does not link to its parent",
+                    rec.number
+                )));
             }
         }
         prev = Some(rec.hash);
         hashes.push(rec.hash);
     }
     if hashes.first() != Some(&m.first_hash) || hashes.last() != Some(&m.last_hash) {
-        return Err(corrupt("first/last block hash differ from the manifest".into()));
+        return Err(corrupt(
+            "first/last block hash differ from the manifest".into(),
+        ));
     }
     if prover::merkle_root(&hashes) != m.blocks_root {
-        return Err(corrupt("block-hash Merkle root differs from the manifest".into()));
+        return Err(corrupt(
+            "block-hash Merkle root differs from the manifest".into(),
+        ));
     }
     Ok(records.into_iter().map(|(_, r)| r).collect())
 }
@@ -101,7 +111,8 @@ pub async fn restore(
     let wanted: Vec<SegmentMeta> = chain
         .into_iter()
         .filter(|s| {
-            from.is_none_or(|f| s.manifest.last_number >= f) && to.is_none_or(|t| s.manifest.first_number <= t)
+            from.is_none_or(|f| s.manifest.last_number >= f)
+                && to.is_none_or(|t| s.manifest.first_number <= t)
         })
         .collect();
     let sub = match format {
@@ -112,7 +123,7 @@ pub async fn restore(
     fs::create_dir_all(&dir).map_err(|e| ArchiveError::io("create output directory", &dir, e))?;
     let total = wanted.len() as u64;
     let mut report = RestoreReport::default();
-    let mut fetched = stream::iter(wanted.into_iter())
+    let mut fetched = stream::iter(wanted)
         .map(|meta| async move {
             let mut plain = Vec::with_capacity(meta.manifest.segment_bytes as usize);
             let read = remote.read_segment(&meta, &mut plain).await;
@@ -170,7 +181,8 @@ pub async fn restore(
 fn write_atomically(path: &PathBuf, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::File::create(&tmp).map_err(|e| ArchiveError::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| ArchiveError::io("write", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| ArchiveError::io("write", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| ArchiveError::io("rename", path, e))
 }

@@ -27,9 +27,8 @@ impl StageLimits {
     /// and hash (k+m)/k bytes of shards.
     pub fn codec_bound(&self, k: usize, m: usize) -> f64 {
         let rs = if k >= 16 { self.rs_16_4 } else { self.rs_4_2 };
-        let per_byte = 1.0 / self.aes_gcm
-            + 1.0 / rs
-            + ((k + m) as f64 / k as f64) / self.merkle_chunks;
+        let per_byte =
+            1.0 / self.aes_gcm + 1.0 / rs + ((k + m) as f64 / k as f64) / self.merkle_chunks;
         1.0 / per_byte
     }
 }

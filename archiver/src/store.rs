@@ -247,13 +247,19 @@ impl Store {
     }
 
     pub fn put_log_head(&self, batch: &mut Batch, head: &LogHead) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_META)?, META_LOG_HEAD, head.encode());
+        batch
+            .0
+            .put_cf(self.cf(CF_META)?, META_LOG_HEAD, head.encode());
         Ok(())
     }
 
     pub fn put_location(&self, batch: &mut Batch, number: u64, loc: &Location) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_CATALOG)?, be(number), loc.encode());
-        batch.0.put_cf(self.cf(CF_HASHES)?, loc.hash, number.to_le_bytes());
+        batch
+            .0
+            .put_cf(self.cf(CF_CATALOG)?, be(number), loc.encode());
+        batch
+            .0
+            .put_cf(self.cf(CF_HASHES)?, loc.hash, number.to_le_bytes());
         Ok(())
     }
 
@@ -294,7 +300,10 @@ impl Store {
             out.push(Location::decode(&v)?.hash);
         }
         if out.len() as u64 != last - first + 1 {
-            return Err(corrupt("catalog", &format!("blocks {first}..={last} incomplete")));
+            return Err(corrupt(
+                "catalog",
+                &format!("blocks {first}..={last} incomplete"),
+            ));
         }
         Ok(out)
     }
@@ -314,7 +323,9 @@ impl Store {
     }
 
     pub fn put_sealed(&self, batch: &mut Batch, s: &SealedSegment) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_SEGMENTS)?, be(s.segment), s.encode());
+        batch
+            .0
+            .put_cf(self.cf(CF_SEGMENTS)?, be(s.segment), s.encode());
         Ok(())
     }
 
@@ -336,7 +347,9 @@ impl Store {
     }
 
     pub fn put_manifest(&self, batch: &mut Batch, m: &Manifest) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_MANIFESTS)?, be(m.segment), m.encode());
+        batch
+            .0
+            .put_cf(self.cf(CF_MANIFESTS)?, be(m.segment), m.encode());
         Ok(())
     }
 
@@ -347,7 +360,9 @@ impl Store {
     }
 
     pub fn put_placement(&self, batch: &mut Batch, p: &Placement) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_PLACEMENT)?, be(p.segment), p.encode());
+        batch
+            .0
+            .put_cf(self.cf(CF_PLACEMENT)?, be(p.segment), p.encode());
         Ok(())
     }
 
@@ -363,7 +378,9 @@ impl Store {
     }
 
     pub fn put_dispersed_next(&self, batch: &mut Batch, next: u64) -> Result<()> {
-        batch.0.put_cf(self.cf(CF_META)?, META_DISPERSED, next.to_le_bytes());
+        batch
+            .0
+            .put_cf(self.cf(CF_META)?, META_DISPERSED, next.to_le_bytes());
         Ok(())
     }
 
@@ -394,7 +411,10 @@ mod tests {
             active: Some((2, 640)),
         };
         assert_eq!(LogHead::decode(&h.encode()).unwrap(), h);
-        assert_eq!(LogHead::decode(&LogHead::default().encode()).unwrap(), LogHead::default());
+        assert_eq!(
+            LogHead::decode(&LogHead::default().encode()).unwrap(),
+            LogHead::default()
+        );
         let s = SealedSegment {
             segment: 1,
             first_number: 2,

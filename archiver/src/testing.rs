@@ -86,7 +86,10 @@ impl MemoryHost {
             return Err(HostError::Injected(format!("{} is down", self.name)));
         }
         if self.fail_call.load(Ordering::SeqCst) == n {
-            return Err(HostError::Injected(format!("{} failed call {n}", self.name)));
+            return Err(HostError::Injected(format!(
+                "{} failed call {n}",
+                self.name
+            )));
         }
         Ok(())
     }
@@ -120,7 +123,12 @@ impl ShardHost for MemoryHost {
     }
     async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
         self.enter().await?;
-        let mut value = self.shards.lock().map_err(|_| lock_err())?.get(key).cloned();
+        let mut value = self
+            .shards
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(key)
+            .cloned();
         if let Some(v) = value.as_mut() {
             if v.len() as u64 != len {
                 return Ok(None);

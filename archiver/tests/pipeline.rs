@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use archiver::config::{ArchiveConfig, Durability, HosterEntry};
 use archiver::testing::MemoryHost;
-use archiver::{Archive, ArchiveError, BlockRecord, HosterSet, MasterKey, RemoteArchive, RestoreFormat, ShardHost, StateChange};
+use archiver::{
+    Archive, ArchiveError, BlockRecord, HosterSet, MasterKey, RemoteArchive, RestoreFormat,
+    ShardHost, StateChange,
+};
 use rand::{Rng, RngCore, SeedableRng};
 
 fn block(number: u64, parent: [u8; 32], rng: &mut impl RngCore, size: usize) -> BlockRecord {
@@ -23,7 +26,7 @@ fn block(number: u64, parent: [u8; 32], rng: &mut impl RngCore, size: usize) -> 
         hash: *h.finalize().as_bytes(),
         parent_hash: parent,
         block: body,
-        justification: (number % 4 == 0).then(|| vec![7u8; 100]),
+        justification: number.is_multiple_of(4).then(|| vec![7u8; 100]),
         changes: vec![StateChange {
             key: b"head".to_vec(),
             value: Some(number.to_le_bytes().to_vec()),
@@ -80,27 +83,52 @@ fn setup(n_hosts: usize, k: usize, m: usize) -> Setup {
 
 impl Setup {
     fn set(&self) -> HosterSet {
-        HosterSet::new(self.hosts.iter().map(|h| h.clone() as Arc<dyn ShardHost>).collect())
+        HosterSet::new(
+            self.hosts
+                .iter()
+                .map(|h| h.clone() as Arc<dyn ShardHost>)
+                .collect(),
+        )
     }
     fn open(&self) -> Archive {
-        Archive::open(self.cfg.clone(), MasterKey::from_bytes(self.key), self.set()).unwrap()
+        Archive::open(
+            self.cfg.clone(),
+            MasterKey::from_bytes(self.key),
+            self.set(),
+        )
+        .unwrap()
     }
     fn remote(&self) -> RemoteArchive {
         RemoteArchive::new(Arc::new(MasterKey::from_bytes(self.key)), self.set())
     }
 }
 
-async fn restore_all(remote: &RemoteArchive) -> archiver::Result<(archiver::RestoreReport, tempfile::TempDir)> {
+async fn restore_all(
+    remote: &RemoteArchive,
+) -> archiver::Result<(archiver::RestoreReport, tempfile::TempDir)> {
     let out = tempfile::tempdir().unwrap();
-    let r = archiver::restore(remote, None, None, out.path(), RestoreFormat::Blocks, |_, _, _| {}).await?;
+    let r = archiver::restore(
+        remote,
+        None,
+        None,
+        out.path(),
+        RestoreFormat::Blocks,
+        |_, _, _| {},
+    )
+    .await?;
     Ok((r, out))
 }
 
 fn assert_blocks_equal(out: &std::path::Path, blocks: &[BlockRecord]) {
     for b in blocks {
-        let got = std::fs::read(out.join("blocks").join(format!("{:012}.block", b.number))).unwrap();
+        let got =
+            std::fs::read(out.join("blocks").join(format!("{:012}.block", b.number))).unwrap();
         assert_eq!(got, b.block, "block {}", b.number);
-        let j = std::fs::read(out.join("blocks").join(format!("{:012}.justification", b.number))).ok();
+        let j = std::fs::read(
+            out.join("blocks")
+                .join(format!("{:012}.justification", b.number)),
+        )
+        .ok();
         assert_eq!(j, b.justification, "justification {}", b.number);
     }
 }
@@ -116,21 +144,50 @@ fn log_refuses_gaps_forks_and_ignores_duplicates() {
     assert_eq!((r.duplicates, r.appended), (2, 2));
     // A gap names both blocks.
     let err = a.log_mut().append(&blocks[9]).unwrap_err();
-    assert!(matches!(err, ArchiveError::Gap { number: 9, expected: 7, .. }), "{err}");
-    assert!(err.to_string().contains("block 9") && err.to_string().contains("6"), "{err}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::Gap {
+                number: 9,
+                expected: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("block 9") && err.to_string().contains("6"),
+        "{err}"
+    );
     // A parent mismatch names both blocks.
     let mut forked = blocks[7].clone();
     forked.parent_hash = [9; 32];
     let err = a.log_mut().append(&forked).unwrap_err();
-    assert!(matches!(err, ArchiveError::ParentMismatch { number: 7, prev_number: 6, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::ParentMismatch {
+                number: 7,
+                prev_number: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Same number, other hash: conflict.
     let mut other = blocks[2].clone();
     other.hash = [1; 32];
-    assert!(matches!(a.log_mut().append(&other), Err(ArchiveError::Conflict { number: 2, .. })));
+    assert!(matches!(
+        a.log_mut().append(&other),
+        Err(ArchiveError::Conflict { number: 2, .. })
+    ));
     // Lookups by number and hash, state.
     assert_eq!(a.log().get(4).unwrap().unwrap(), blocks[4]);
     assert_eq!(a.store().number_by_hash(&blocks[5].hash).unwrap(), Some(5));
-    assert_eq!(a.store().state(b"head").unwrap(), Some(6u64.to_le_bytes().to_vec()));
+    assert_eq!(
+        a.store().state(b"head").unwrap(),
+        Some(6u64.to_le_bytes().to_vec())
+    );
     assert_eq!(a.log().verify().unwrap(), 7);
 }
 
@@ -144,7 +201,10 @@ fn torn_tail_is_truncated_and_log_reopens() {
     }
     // A torn write: half a record at the end of the open segment.
     let seg_dir = s.cfg.data_dir.join("segments");
-    let mut files: Vec<_> = std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let last = files.last().unwrap();
     let torn = blocks[12].encode();
@@ -178,13 +238,26 @@ async fn disperse_degraded_repair_and_restore_with_faults() {
     a.log_mut().seal_active().unwrap();
     let r = a.disperse_pending().await.unwrap();
     assert!(!r.segments.is_empty());
-    assert_eq!(r.under_replicated, r.segments, "5 of 6 shards land on the 5 live hosters");
+    assert_eq!(
+        r.under_replicated, r.segments,
+        "5 of 6 shards land on the 5 live hosters"
+    );
     // A third down: only 4 distinct hosters + min_parity 1 needed = 5 > 4 → refused, nothing lost.
     s.hosts[2].set_down(true);
     a.log_mut().append_batch(&blocks[200..300]).unwrap();
     a.log_mut().seal_active().unwrap();
     let err = a.disperse_pending().await.unwrap_err();
-    assert!(matches!(err, ArchiveError::DispersalFailed { landed: 4, needed: 5, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::DispersalFailed {
+                landed: 4,
+                needed: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // One back: 5 shards land → degraded write, under-replicated.
     s.hosts[2].set_down(false);
     let r = a.disperse_pending().await.unwrap();
@@ -205,7 +278,11 @@ async fn disperse_degraded_repair_and_restore_with_faults() {
     // Plaintext never reaches a hoster.
     for h in &s.hosts {
         for v in h.all_bytes() {
-            assert!(!v.windows(6).any(|w| w == b"MARKER"), "plaintext on {}", h.name());
+            assert!(
+                !v.windows(6).any(|w| w == b"MARKER"),
+                "plaintext on {}",
+                h.name()
+            );
         }
     }
 
@@ -221,7 +298,9 @@ async fn disperse_degraded_repair_and_restore_with_faults() {
     let (rep, out) = restore_all(&s.remote()).await.unwrap();
     assert_blocks_equal(out.path(), &blocks);
     assert!(
-        rep.shard_failures.iter().any(|(_, _, h, why)| h == "h5" && why.contains("Merkle")),
+        rep.shard_failures
+            .iter()
+            .any(|(_, _, h, why)| h == "h5" && why.contains("Merkle")),
         "{:?}",
         rep.shard_failures
     );
@@ -293,7 +372,9 @@ async fn seeded_simulation() {
             // segment must then stay pending (refused whole), and go out on a later pass.
             match a.disperse_pending().await {
                 Ok(_) => {}
-                Err(ArchiveError::DispersalFailed { .. } | ArchiveError::MetadataReplication { .. }) => {}
+                Err(
+                    ArchiveError::DispersalFailed { .. } | ArchiveError::MetadataReplication { .. },
+                ) => {}
                 Err(e) => panic!("seed {seed}: unexpected dispersal error: {e}"),
             }
         }
@@ -303,13 +384,18 @@ async fn seeded_simulation() {
         }
         a.disperse_pending().await.unwrap();
         let rep = a.repair(false).await.unwrap();
-        assert!(rep.still_under_replicated.is_empty(), "seed {seed}: {rep:?}");
+        assert!(
+            rep.still_under_replicated.is_empty(),
+            "seed {seed}: {rep:?}"
+        );
         // Any two down: restore is exact.
         let x = rng.gen_range(0..7);
         let y = (x + rng.gen_range(1..7)) % 7;
         s.hosts[x].set_down(true);
         s.hosts[y].set_down(true);
-        let (r, out) = restore_all(&s.remote()).await.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let (r, out) = restore_all(&s.remote())
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(r.blocks, 240, "seed {seed}");
         assert_blocks_equal(out.path(), &blocks);
     }
