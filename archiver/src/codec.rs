@@ -72,43 +72,98 @@ fn cipher(key: &MasterKey, segment: u64, segment_hash: &[u8; 32]) -> Result<Aes2
 }
 
 /// Encodes a segment read from `reader` (exactly `id.segment_bytes` bytes) into k+m shards.
+/// `buffers` are recycled shard buffers (any number, any length): reusing them spares the page
+/// faults of fresh memory, which cost as much as a codec stage on a VM.
 pub fn encode_segment(
     key: &MasterKey,
     id: &SegmentIdentity,
     k: usize,
     m: usize,
     reader: &mut impl Read,
+    mut buffers: Vec<Vec<u8>>,
 ) -> Result<EncodedSegment> {
     let aes = cipher(key, id.segment, &id.segment_hash)?;
     let frames = frame_count(id.segment_bytes, FRAME_PLAIN_BYTES);
     let stripes = frames.div_ceil(k as u64);
     let piece = PIECE_BYTES as usize;
     let shard_bytes = stripes as usize * piece;
-    let mut shards: Vec<Vec<u8>> = (0..k + m).map(|_| vec![0u8; shard_bytes]).collect();
-    let mut remaining = id.segment_bytes;
-    for f in 0..frames {
-        let plain = remaining.min(FRAME_PLAIN_BYTES as u64) as usize;
-        remaining -= plain as u64;
+    let mut shards: Vec<Vec<u8>> = (0..k + m)
+        .map(|_| {
+            let mut b = buffers.pop().unwrap_or_default();
+            // Only newly added bytes are zeroed; padding is zeroed explicitly below.
+            b.resize(shard_bytes, 0);
+            b.truncate(shard_bytes);
+            b
+        })
+        .collect();
+    // 1. Plaintext straight into place (one sequential read); padding zeroed.
+    let plain_len = |f: u64| {
+        (id.segment_bytes - f * FRAME_PLAIN_BYTES as u64).min(FRAME_PLAIN_BYTES as u64) as usize
+    };
+    for f in 0..stripes * k as u64 {
         let offset = (f / k as u64) as usize * piece;
         let buf = &mut shards[(f % k as u64) as usize][offset..offset + piece];
+        if f >= frames {
+            buf.fill(0);
+            continue;
+        }
+        let plain = plain_len(f);
         reader
             .read_exact(&mut buf[..plain])
             .map_err(|e| ArchiveError::SegmentCorrupt {
                 segment: id.segment,
                 reason: format!("reading frame {f}: {e}"),
             })?;
-        let tag = aes
-            .encrypt_inout_detached(
-                &nonce(f),
-                &aad(id.segment, id.segment_bytes, f, frames),
-                (&mut buf[..plain]).into(),
-            )
-            .map_err(|_| ArchiveError::Codec("frame encryption".into()))?;
-        buf[plain..plain + TAG_BYTES].copy_from_slice(tag.as_slice());
+        buf[plain + TAG_BYTES..].fill(0);
     }
-    rs(k, m)?
-        .encode(&mut shards)
-        .map_err(|e| ArchiveError::Codec(format!("reed-solomon encode: {e:?}")))?;
+    // 2. Encrypt in place, data shards split over both cores (frames are independent).
+    let encrypt_group = |first: usize, group: &mut [Vec<u8>]| -> Result<()> {
+        for (g, shard) in group.iter_mut().enumerate() {
+            let mut f = (first + g) as u64;
+            while f < frames {
+                let plain = plain_len(f);
+                let offset = (f / k as u64) as usize * piece;
+                let buf = &mut shard[offset..offset + piece];
+                let tag = aes
+                    .encrypt_inout_detached(
+                        &nonce(f),
+                        &aad(id.segment, id.segment_bytes, f, frames),
+                        (&mut buf[..plain]).into(),
+                    )
+                    .map_err(|_| ArchiveError::Codec("frame encryption".into()))?;
+                buf[plain..plain + TAG_BYTES].copy_from_slice(tag.as_slice());
+                f += k as u64;
+            }
+        }
+        Ok(())
+    };
+    let split = k.div_ceil(2);
+    let (lo, hi) = shards[..k].split_at_mut(split);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| encrypt_group(split, hi));
+        let mine = encrypt_group(0, lo);
+        let other = other
+            .join()
+            .unwrap_or_else(|_| Err(ArchiveError::Task("encrypt thread panicked".into())));
+        mine.and(other)
+    })?;
+    // 3. Parity, the shard columns split over both cores (Reed-Solomon is column-wise).
+    let codec = rs(k, m)?;
+    let half = shard_bytes / 2;
+    let (data, parity) = shards.split_at_mut(k);
+    let (mut p_lo, mut p_hi): (Vec<&mut [u8]>, Vec<&mut [u8]>) =
+        parity.iter_mut().map(|p| p.split_at_mut(half)).unzip();
+    let d_lo: Vec<&[u8]> = data.iter().map(|d| &d[..half]).collect();
+    let d_hi: Vec<&[u8]> = data.iter().map(|d| &d[half..]).collect();
+    std::thread::scope(|s| {
+        let other = s.spawn(|| codec.encode_sep(&d_hi, &mut p_hi));
+        let mine = codec.encode_sep(&d_lo, &mut p_lo);
+        let other = other
+            .join()
+            .unwrap_or(Err(reed_solomon_erasure::Error::InvalidIndex));
+        mine.and(other)
+    })
+    .map_err(|e| ArchiveError::Codec(format!("reed-solomon encode: {e:?}")))?;
     let shard_roots = shard_roots(&shards);
     let manifest = Manifest {
         segment: id.segment,
@@ -277,7 +332,7 @@ mod tests {
         for len in [1usize, 1000, PIECE_BYTES as usize * 5 + 17] {
             let plain = data(len);
             let id = identity(&plain);
-            let enc = encode_segment(&key, &id, 4, 2, &mut plain.as_slice()).unwrap();
+            let enc = encode_segment(&key, &id, 4, 2, &mut plain.as_slice(), Vec::new()).unwrap();
             for (i, s) in enc.shards.iter().enumerate() {
                 assert!(shard_matches(&enc.manifest, i, s));
             }
@@ -292,7 +347,13 @@ mod tests {
             decode_segment(&key, &enc.manifest, &mut data_shards, &mut out).unwrap();
             assert_eq!(out, plain);
             // Deterministic: encoding again gives the same shards.
-            let again = encode_segment(&key, &id, 4, 2, &mut plain.as_slice()).unwrap();
+            // Recycled, dirty buffers of other sizes give the same shards.
+            let dirty = vec![
+                vec![0xFF; 3],
+                vec![0xEE; 2 * PIECE_BYTES as usize + 5],
+                vec![0xDD; 10],
+            ];
+            let again = encode_segment(&key, &id, 4, 2, &mut plain.as_slice(), dirty).unwrap();
             assert_eq!(again.shards, enc.shards);
         }
     }
@@ -302,7 +363,7 @@ mod tests {
         let key = MasterKey::from_bytes([3; 32]);
         let plain = data(100_000);
         let id = identity(&plain);
-        let enc = encode_segment(&key, &id, 2, 1, &mut plain.as_slice()).unwrap();
+        let enc = encode_segment(&key, &id, 2, 1, &mut plain.as_slice(), Vec::new()).unwrap();
         let mut shards = enc.shards[..2].to_vec();
         let other = MasterKey::from_bytes([4; 32]);
         let err = decode_segment(&other, &enc.manifest, &mut shards.clone(), &mut Vec::new())
