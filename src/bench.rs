@@ -29,6 +29,34 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Bytes per second of the synthetic chain generator (part of every ingest figure here).
+fn synthetic_rate(bytes: u64) -> f64 {
+    let mut chain = node_plugin::SyntheticChain::new(1, ingest::SYNTHETIC_MARKER);
+    let t = Instant::now();
+    let mut done = 0u64;
+    while done < bytes {
+        done += chain.next_block().block.len() as u64;
+    }
+    done as f64 / t.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// Bytes per second of writing a new file through the page cache (no fsync), as hosters and the
+/// log do.
+fn disk_write_rate(dir: &std::path::Path, bytes: usize) -> Result<f64> {
+    use std::io::Write;
+    let path = dir.join("disk-write-probe");
+    let chunk = vec![0x5Au8; 1 << 20];
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    for _ in 0..bytes / chunk.len() {
+        f.write_all(&chunk).with_context(|| format!("write {}", path.display()))?;
+    }
+    drop(f);
+    let rate = bytes as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+    Ok(rate)
+}
+
 struct RunFigures {
     label: String,
     ingest_mbps: f64,
@@ -157,6 +185,8 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()
     let stages = tokio::task::spawn_blocking(|| archiver::stages::measure(STAGE_BYTES))
         .await
         .context("measure stages")?;
+    let generator = synthetic_rate(STAGE_BYTES as u64);
+    let disk = disk_write_rate(&root, STAGE_BYTES).context("measure disk writes")?;
     let gb = |x: f64| x / 1e9;
     println!("single-stage limits (one core, same run):");
     println!("  AES-256-GCM            {:>6.2} GB/s", gb(stages.aes_gcm));
@@ -168,14 +198,20 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()
     );
     println!("  BLAKE3                 {:>6.2} GB/s", gb(stages.blake3));
     println!("  memcpy                 {:>6.2} GB/s", gb(stages.memcpy));
+    println!("  new-file write         {:>6.2} GB/s  (what the log and every co-located hoster pay per byte)", gb(disk));
+    println!("  synthetic generator    {:>6.2} GB/s", gb(generator));
     println!("ratios:");
     for (k, m, r) in &runs {
         let bound = stages.codec_bound(*k, *m) / 1e6;
+        // Every ingested byte is written as a new file once by the log and (k+m)/k times by the
+        // hosters, which share this machine's disk here (in production they are elsewhere).
+        let disk_bound = disk / 1e6 / (1.0 + (*k + *m) as f64 / *k as f64);
         println!(
-            "  {:<22} codec bound {:>5.0} MB/s/core; ingest {:>4.0}% of it, {:>4.2}x target {TARGET_MBPS:.0}; restore {:>4.2}x target; degraded/healthy time {:>4.2}x (target <= {TARGET_DEGRADED_RATIO})",
+            "  {:<22} codec bound {:>5.0} MB/s/core, disk bound {:>5.0} MB/s; ingest {:>4.0}% of the lower, {:>4.2}x target {TARGET_MBPS:.0}; restore {:>4.2}x target; degraded/healthy time {:>4.2}x (target <= {TARGET_DEGRADED_RATIO})",
             r.label,
             bound,
-            100.0 * r.ingest_mbps / bound,
+            disk_bound,
+            100.0 * r.ingest_mbps / bound.min(disk_bound),
             r.ingest_mbps / TARGET_MBPS,
             r.restore_mbps / TARGET_MBPS,
             r.restore_mbps / r.degraded_mbps.max(1e-9),

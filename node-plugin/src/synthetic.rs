@@ -449,24 +449,4 @@ mod tests {
             let _ = Block::from_bytes(&corrupt);
         }
     }
-
-    /// Throughput check, ignored by default because timing depends on the machine and build:
-    /// `cargo test -p node-plugin --release -- --ignored --nocapture generate_one_gib`.
-    #[test]
-    #[ignore]
-    fn generate_one_gib() {
-        const TARGET: usize = 1 << 30;
-        let start = std::time::Instant::now();
-        let mut chain = SyntheticChain::new(1, MARKER);
-        let mut total = 0;
-        while total < TARGET {
-            total += chain.next_block().block.len();
-        }
-        let elapsed = start.elapsed();
-        println!(
-            "{} blocks, {total} bytes in {elapsed:?} ({:.0} MiB/s)",
-            chain.next_number(),
-            total as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
-        );
-    }
 }
