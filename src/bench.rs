@@ -47,9 +47,11 @@ fn disk_write_rate(dir: &std::path::Path, bytes: usize) -> Result<f64> {
     let path = dir.join("disk-write-probe");
     let chunk = vec![0x5Au8; 1 << 20];
     let t = Instant::now();
-    let mut f = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
     for _ in 0..bytes / chunk.len() {
-        f.write_all(&chunk).with_context(|| format!("write {}", path.display()))?;
+        f.write_all(&chunk)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     drop(f);
     let rate = bytes as f64 / t.elapsed().as_secs_f64().max(1e-9);

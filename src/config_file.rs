@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use archiver::config::{ArchiveConfig, Durability, HosterEntry};
+use archiver::config::{ArchiveConfig, Compression, Durability, HosterEntry};
 use archiver::MasterKey;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,9 @@ pub struct ConfigFile {
     pub min_parity: usize,
     #[serde(default)]
     pub durability: Durability,
+    /// "none" (default) or "zstd": compress each segment before encryption.
+    #[serde(default)]
+    pub compression: Compression,
     #[serde(default)]
     pub client: ClientSection,
     #[serde(default)]
@@ -126,6 +129,7 @@ impl ConfigFile {
             parity_shards: file.parity_shards,
             min_parity: file.min_parity,
             durability: file.durability,
+            compression: file.compression,
             hosters: file.hosters.clone(),
         };
         archive

@@ -32,6 +32,7 @@ pub fn write_cluster_config(
         parity_shards: m,
         min_parity: 1,
         durability: Default::default(),
+        compression: Default::default(),
         client: ClientSection::default(),
         hosters: hosters.iter().map(HosterProcess::entry).collect(),
     };

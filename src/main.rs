@@ -195,6 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
                 parity_shards,
                 min_parity: 1,
                 durability: Default::default(),
+                compression: Default::default(),
                 client: Default::default(),
                 hosters,
             };

@@ -8,12 +8,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::codec::{self, EncodedSegment, SegmentIdentity};
-use crate::config::ArchiveConfig;
+use crate::config::{ArchiveConfig, Compression};
 use crate::error::{ArchiveError, Result};
 use crate::hosters::{HosterSet, ShardHost};
 use crate::keys::MasterKey;
 use crate::log::BlockLog;
-use crate::manifest::{seal_head, seal_metadata, Head, Manifest, Placement};
+use crate::manifest::{
+    seal_head, seal_metadata, Head, Manifest, Placement, COMPRESSION_NONE, COMPRESSION_ZSTD,
+};
 use crate::remote::{timed, RemoteArchive, SegmentMeta};
 use crate::store::{Batch, SealedSegment, Store};
 
@@ -147,6 +149,7 @@ impl Archive {
         let (tx, mut rx) = mpsc::channel::<Result<EncodedSegment>>(DISPERSAL_QUEUE_SEGMENTS);
         let key = self.key.clone();
         let (k, m) = (self.cfg.data_shards, self.cfg.parity_shards);
+        let compression = self.cfg.compression;
         let paths: Vec<_> = pending
             .iter()
             .map(|s| (*s, self.log.segment_path(s.segment)))
@@ -159,7 +162,7 @@ impl Archive {
                     .lock()
                     .map(|mut p| std::mem::take(&mut *p))
                     .unwrap_or_default();
-                let res = encode_sealed(&key, &sealed, &path, k, m, buffers);
+                let res = encode_sealed(&key, &sealed, &path, k, m, compression, buffers);
                 tracing::debug!(
                     segment = sealed.segment,
                     encode_ms = started.elapsed().as_millis() as u64,
@@ -542,8 +545,10 @@ fn encode_sealed(
     path: &Path,
     k: usize,
     m: usize,
+    compression: Compression,
     buffers: Vec<Vec<u8>>,
 ) -> Result<EncodedSegment> {
+    use std::io::Read;
     let file =
         std::fs::File::open(path).map_err(|e| ArchiveError::io("open sealed segment", path, e))?;
     let len = file
@@ -557,7 +562,7 @@ fn encode_sealed(
             reason: format!("sealed at {} bytes but the file has {len}", sealed.bytes),
         });
     }
-    let id = SegmentIdentity {
+    let mut id = SegmentIdentity {
         segment: sealed.segment,
         first_number: sealed.first_number,
         last_number: sealed.last_number,
@@ -566,12 +571,26 @@ fn encode_sealed(
         blocks_root: sealed.blocks_root,
         segment_hash: sealed.segment_hash,
         segment_bytes: sealed.bytes,
+        compression: COMPRESSION_NONE,
+        payload_bytes: sealed.bytes,
     };
     let mut reader = HashingReader {
         inner: std::io::BufReader::with_capacity(1 << 20, file),
         hasher: blake3::Hasher::new(),
     };
-    let encoded = codec::encode_segment(key, &id, k, m, &mut reader, buffers)?;
+    let encoded = match compression {
+        Compression::None => codec::encode_segment(key, &id, k, m, &mut reader, buffers)?,
+        Compression::Zstd => {
+            let mut plain = Vec::with_capacity(sealed.bytes as usize);
+            reader
+                .read_to_end(&mut plain)
+                .map_err(|e| ArchiveError::io("read sealed segment", path, e))?;
+            let packed = codec::compress(sealed.segment, &plain)?;
+            id.compression = COMPRESSION_ZSTD;
+            id.payload_bytes = packed.len() as u64;
+            codec::encode_segment(key, &id, k, m, &mut packed.as_slice(), buffers)?
+        }
+    };
     // The file must still be what was sealed: bit rot on the local disk must not be dispersed.
     if *reader.hasher.finalize().as_bytes() != sealed.segment_hash {
         return Err(ArchiveError::SegmentFileCorrupt {

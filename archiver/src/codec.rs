@@ -15,7 +15,9 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 
 use crate::error::{ArchiveError, Result};
 use crate::keys::MasterKey;
-use crate::manifest::{frame_count, Manifest, CIPHER_AES_256_GCM, TAG_BYTES};
+use crate::manifest::{
+    frame_count, Manifest, CIPHER_AES_256_GCM, COMPRESSION_NONE, COMPRESSION_ZSTD, TAG_BYTES,
+};
 
 /// Bytes of one shard piece = one AEAD frame with its tag. 256 KiB keeps a stripe (k+m pieces) small
 /// for streaming while the per-frame tag and the zero padding of the last stripe stay negligible.
@@ -41,6 +43,10 @@ pub struct SegmentIdentity {
     pub blocks_root: [u8; 32],
     pub segment_hash: [u8; 32],
     pub segment_bytes: u64,
+    /// `COMPRESSION_NONE` or `COMPRESSION_ZSTD`.
+    pub compression: u8,
+    /// Bytes the reader yields: `segment_bytes`, or the compressed length.
+    pub payload_bytes: u64,
 }
 
 fn nonce(frame: u64) -> Nonce<aes_gcm::aead::consts::U12> {
@@ -49,13 +55,13 @@ fn nonce(frame: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     Nonce::from(n)
 }
 
-/// Associated data of frame `f`: binds the frame to its segment, position and the segment's length,
+/// Associated data of frame `f`: binds the frame to its segment, position and the payload's length,
 /// so frames cannot be reordered, dropped, truncated or moved to another segment.
-fn aad(segment: u64, segment_bytes: u64, frame: u64, frames: u64) -> [u8; 36] {
+fn aad(segment: u64, payload_bytes: u64, frame: u64, frames: u64) -> [u8; 36] {
     let mut a = [0u8; 36];
     a[0..4].copy_from_slice(b"PAFR");
     a[4..12].copy_from_slice(&segment.to_le_bytes());
-    a[12..20].copy_from_slice(&segment_bytes.to_le_bytes());
+    a[12..20].copy_from_slice(&payload_bytes.to_le_bytes());
     a[20..28].copy_from_slice(&frame.to_le_bytes());
     a[28..36].copy_from_slice(&frames.to_le_bytes());
     a
@@ -71,7 +77,7 @@ fn cipher(key: &MasterKey, segment: u64, segment_hash: &[u8; 32]) -> Result<Aes2
         .map_err(|_| ArchiveError::Codec("segment key length".into()))
 }
 
-/// Encodes a segment read from `reader` (exactly `id.segment_bytes` bytes) into k+m shards.
+/// Encodes a segment's payload read from `reader` (exactly `id.payload_bytes` bytes) into k+m shards.
 /// `buffers` are recycled shard buffers (any number, any length): reusing them spares the page
 /// faults of fresh memory, which cost as much as a codec stage on a VM.
 pub fn encode_segment(
@@ -83,7 +89,7 @@ pub fn encode_segment(
     mut buffers: Vec<Vec<u8>>,
 ) -> Result<EncodedSegment> {
     let aes = cipher(key, id.segment, &id.segment_hash)?;
-    let frames = frame_count(id.segment_bytes, FRAME_PLAIN_BYTES);
+    let frames = frame_count(id.payload_bytes, FRAME_PLAIN_BYTES);
     let stripes = frames.div_ceil(k as u64);
     let piece = PIECE_BYTES as usize;
     let shard_bytes = stripes as usize * piece;
@@ -98,7 +104,7 @@ pub fn encode_segment(
         .collect();
     // 1. Plaintext straight into place (one sequential read); padding zeroed.
     let plain_len = |f: u64| {
-        (id.segment_bytes - f * FRAME_PLAIN_BYTES as u64).min(FRAME_PLAIN_BYTES as u64) as usize
+        (id.payload_bytes - f * FRAME_PLAIN_BYTES as u64).min(FRAME_PLAIN_BYTES as u64) as usize
     };
     for f in 0..stripes * k as u64 {
         let offset = (f / k as u64) as usize * piece;
@@ -127,7 +133,7 @@ pub fn encode_segment(
                 let tag = aes
                     .encrypt_inout_detached(
                         &nonce(f),
-                        &aad(id.segment, id.segment_bytes, f, frames),
+                        &aad(id.segment, id.payload_bytes, f, frames),
                         (&mut buf[..plain]).into(),
                     )
                     .map_err(|_| ArchiveError::Codec("frame encryption".into()))?;
@@ -177,6 +183,8 @@ pub fn encode_segment(
         segment_hash: id.segment_hash,
         segment_bytes: id.segment_bytes,
         cipher: CIPHER_AES_256_GCM,
+        compression: id.compression,
+        payload_bytes: id.payload_bytes,
         frame_plain_bytes: FRAME_PLAIN_BYTES,
         piece_bytes: PIECE_BYTES,
         chunk_bytes: prover::CHUNK_BYTES as u32,
@@ -236,35 +244,40 @@ pub fn reconstruct(
     })
 }
 
-/// Decrypts the data shards (all present, verified) into the plaintext segment, streamed to `out`,
-/// and checks the plaintext against the manifest's segment hash. Decrypts in place.
+/// Largest segment a decoder will decompress into: bounds memory against a forged manifest.
+const DECOMPRESSED_BYTES_MAX: u64 =
+    crate::config::SEGMENT_SIZE_BYTES_MAX + 2 * crate::record::RECORD_BYTES_MAX as u64;
+
+/// Decrypts the data shards (all present, verified) into the plaintext segment (decompressing when
+/// the manifest says so) and checks it against the manifest's segment hash. Decrypts in place.
 pub fn decode_segment(
     key: &MasterKey,
     manifest: &Manifest,
     data_shards: &mut [Vec<u8>],
-    out: &mut impl std::io::Write,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let k = manifest.data_shards as usize;
+    let corrupt = |reason: String| ArchiveError::SegmentCorrupt {
+        segment: manifest.segment,
+        reason,
+    };
     if data_shards.len() != k {
         return Err(ArchiveError::Codec(
             "decode needs exactly the data shards".into(),
         ));
     }
     let aes = cipher(key, manifest.segment, &manifest.segment_hash)?;
-    let frames = frame_count(manifest.segment_bytes, manifest.frame_plain_bytes);
+    let frames = frame_count(manifest.payload_bytes, manifest.frame_plain_bytes);
     let piece = manifest.piece_bytes as usize;
-    let mut remaining = manifest.segment_bytes;
-    let mut hasher = blake3::Hasher::new();
+    let mut remaining = manifest.payload_bytes;
+    let mut payload =
+        Vec::with_capacity(manifest.payload_bytes.min(DECOMPRESSED_BYTES_MAX) as usize);
     for f in 0..frames {
         let plain = remaining.min(manifest.frame_plain_bytes as u64) as usize;
         remaining -= plain as u64;
         let offset = (f / k as u64) as usize * piece;
         let shard = &mut data_shards[(f % k as u64) as usize];
         if shard.len() < offset + piece {
-            return Err(ArchiveError::SegmentCorrupt {
-                segment: manifest.segment,
-                reason: format!("shard too short for frame {f}"),
-            });
+            return Err(corrupt(format!("shard too short for frame {f}")));
         }
         let buf = &mut shard[offset..offset + piece];
         let (msg, rest) = buf.split_at_mut(plain);
@@ -272,7 +285,7 @@ pub fn decode_segment(
             .map_err(|_| ArchiveError::Codec("tag length".into()))?;
         aes.decrypt_inout_detached(
             &nonce(f),
-            &aad(manifest.segment, manifest.segment_bytes, f, frames),
+            &aad(manifest.segment, manifest.payload_bytes, f, frames),
             msg.into(),
             &tag,
         )
@@ -280,21 +293,45 @@ pub fn decode_segment(
             segment: manifest.segment,
             frame: f,
         })?;
-        hasher.update(msg);
-        out.write_all(msg).map_err(|e| ArchiveError::Io {
-            context: "write restored segment",
-            path: std::path::PathBuf::from(format!("segment {}", manifest.segment)),
-            source: e,
-        })?;
+        payload.extend_from_slice(msg);
     }
-    if *hasher.finalize().as_bytes() != manifest.segment_hash {
-        return Err(ArchiveError::SegmentCorrupt {
-            segment: manifest.segment,
-            reason: "restored plaintext does not match the manifest's segment hash".into(),
-        });
+    let plaintext = match manifest.compression {
+        COMPRESSION_NONE => payload,
+        COMPRESSION_ZSTD => {
+            if manifest.segment_bytes > DECOMPRESSED_BYTES_MAX {
+                return Err(corrupt(format!(
+                    "{} bytes is over the decompression bound",
+                    manifest.segment_bytes
+                )));
+            }
+            let out = zstd::bulk::decompress(&payload, manifest.segment_bytes as usize)
+                .map_err(|e| corrupt(format!("zstd: {e}")))?;
+            if out.len() as u64 != manifest.segment_bytes {
+                return Err(corrupt(
+                    "decompressed length differs from the manifest".into(),
+                ));
+            }
+            out
+        }
+        other => return Err(corrupt(format!("unknown compression id {other}"))),
+    };
+    if *blake3::hash(&plaintext).as_bytes() != manifest.segment_hash {
+        return Err(corrupt(
+            "restored plaintext does not match the manifest's segment hash".into(),
+        ));
     }
-    Ok(())
+    Ok(plaintext)
 }
+
+/// Compresses a whole segment for `COMPRESSION_ZSTD`.
+pub fn compress(segment: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+    zstd::bulk::compress(plaintext, ZSTD_LEVEL)
+        .map_err(|e| ArchiveError::Codec(format!("segment {segment}: zstd: {e}")))
+}
+
+/// zstd's default level: ~150 MB/s per core here; higher levels cost more than they save on
+/// block data.
+const ZSTD_LEVEL: i32 = 3;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -311,6 +348,8 @@ mod tests {
             blocks_root: [3; 32],
             segment_hash: *blake3::hash(data).as_bytes(),
             segment_bytes: data.len() as u64,
+            compression: COMPRESSION_NONE,
+            payload_bytes: data.len() as u64,
         }
     }
 
@@ -343,8 +382,7 @@ mod tests {
             reconstruct(&enc.manifest, &mut shards, true).unwrap();
             let mut data_shards: Vec<Vec<u8>> =
                 shards.into_iter().take(4).map(Option::unwrap).collect();
-            let mut out = Vec::new();
-            decode_segment(&key, &enc.manifest, &mut data_shards, &mut out).unwrap();
+            let out = decode_segment(&key, &enc.manifest, &mut data_shards).unwrap();
             assert_eq!(out, plain);
             // Deterministic: encoding again gives the same shards.
             // Recycled, dirty buffers of other sizes give the same shards.
@@ -359,6 +397,22 @@ mod tests {
     }
 
     #[test]
+    fn compressed_round_trip() {
+        let key = MasterKey::from_bytes([3; 32]);
+        let plain: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8 / 8).collect();
+        let packed = compress(5, &plain).unwrap();
+        assert!(packed.len() < plain.len() / 4);
+        let mut id = identity(&plain);
+        id.compression = COMPRESSION_ZSTD;
+        id.payload_bytes = packed.len() as u64;
+        let enc = encode_segment(&key, &id, 3, 2, &mut packed.as_slice(), Vec::new()).unwrap();
+        assert_eq!(enc.manifest.compression, COMPRESSION_ZSTD);
+        let manifest = Manifest::decode(5, &enc.manifest.encode()).unwrap();
+        let mut data = enc.shards[..3].to_vec();
+        assert_eq!(decode_segment(&key, &manifest, &mut data).unwrap(), plain);
+    }
+
+    #[test]
     fn wrong_key_and_tampering_are_detected() {
         let key = MasterKey::from_bytes([3; 32]);
         let plain = data(100_000);
@@ -366,8 +420,7 @@ mod tests {
         let enc = encode_segment(&key, &id, 2, 1, &mut plain.as_slice(), Vec::new()).unwrap();
         let mut shards = enc.shards[..2].to_vec();
         let other = MasterKey::from_bytes([4; 32]);
-        let err = decode_segment(&other, &enc.manifest, &mut shards.clone(), &mut Vec::new())
-            .unwrap_err();
+        let err = decode_segment(&other, &enc.manifest, &mut shards.clone()).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -381,7 +434,7 @@ mod tests {
         // 100 kB is one frame, all in data shard 0 (shard 1 holds only padding).
         shards[0][10] ^= 1;
         assert!(!shard_matches(&enc.manifest, 0, &shards[0]));
-        let err = decode_segment(&key, &enc.manifest, &mut shards, &mut Vec::new()).unwrap_err();
+        let err = decode_segment(&key, &enc.manifest, &mut shards).unwrap_err();
         assert!(
             matches!(err, ArchiveError::Decrypt { segment: 5, .. }),
             "{err}"

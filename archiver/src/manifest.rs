@@ -12,7 +12,7 @@ use crate::record::{hash_at, u16_at, u32_at, u64_at};
 
 pub const MANIFEST_MAGIC: [u8; 4] = *b"PAMF";
 pub const MANIFEST_VERSION: u16 = 1;
-pub const MANIFEST_FIXED_BYTES: usize = 224;
+pub const MANIFEST_FIXED_BYTES: usize = 232;
 pub const PLACEMENT_MAGIC: [u8; 4] = *b"PAPL";
 pub const PLACEMENT_VERSION: u16 = 1;
 pub const PLACEMENT_FIXED_BYTES: usize = 24;
@@ -24,6 +24,10 @@ pub const METADATA_HEADER_BYTES: usize = 20;
 pub const TAG_BYTES: usize = 16;
 /// AES-256-GCM.
 pub const CIPHER_AES_256_GCM: u8 = 1;
+/// Segment stored as it is.
+pub const COMPRESSION_NONE: u8 = 0;
+/// Segment compressed with zstd before encryption.
+pub const COMPRESSION_ZSTD: u8 = 1;
 
 /// Everything needed to find, check and decode one segment, and to chain it to its predecessor.
 /// Never changes once written: its hash is part of the next manifest.
@@ -42,6 +46,9 @@ pub struct Manifest {
     pub segment_hash: [u8; 32],
     pub segment_bytes: u64,
     pub cipher: u8,
+    pub compression: u8,
+    /// Bytes encrypted into frames: `segment_bytes`, or the compressed length.
+    pub payload_bytes: u64,
     pub frame_plain_bytes: u32,
     pub piece_bytes: u32,
     pub chunk_bytes: u32,
@@ -76,12 +83,14 @@ impl Manifest {
         out.extend_from_slice(&self.segment_hash);
         out.extend_from_slice(&self.segment_bytes.to_le_bytes());
         out.push(self.cipher);
-        out.extend_from_slice(&[0, 0, 0]);
+        out.push(self.compression);
+        out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.frame_plain_bytes.to_le_bytes());
         out.extend_from_slice(&self.piece_bytes.to_le_bytes());
         out.extend_from_slice(&self.chunk_bytes.to_le_bytes());
         out.extend_from_slice(&self.shard_bytes.to_le_bytes());
         out.extend_from_slice(&self.prev_manifest_hash);
+        out.extend_from_slice(&self.payload_bytes.to_le_bytes());
         for root in &self.shard_roots {
             out.extend_from_slice(root);
         }
@@ -121,7 +130,7 @@ impl Manifest {
                 MANIFEST_FIXED_BYTES + 32 * n
             )));
         }
-        if b[169..172] != [0, 0, 0] {
+        if b[170..172] != [0, 0] {
             return Err(bad("reserved bytes are not zero".into()));
         }
         let manifest = Self {
@@ -136,6 +145,8 @@ impl Manifest {
             segment_hash: hash_at(b, 128),
             segment_bytes: u64_at(b, 160),
             cipher: b[168],
+            compression: b[169],
+            payload_bytes: u64_at(b, 224),
             frame_plain_bytes: u32_at(b, 172),
             piece_bytes: u32_at(b, 176),
             chunk_bytes: u32_at(b, 180),
@@ -167,7 +178,14 @@ impl Manifest {
         if self.chunk_bytes == 0 || !self.piece_bytes.is_multiple_of(self.chunk_bytes) {
             return Err("piece size is not a multiple of the chunk size".into());
         }
-        let frames = frame_count(self.segment_bytes, self.frame_plain_bytes);
+        match self.compression {
+            COMPRESSION_NONE if self.payload_bytes != self.segment_bytes => {
+                return Err("payload size differs from the segment size without compression".into())
+            }
+            COMPRESSION_NONE | COMPRESSION_ZSTD => {}
+            other => return Err(format!("unknown compression id {other}")),
+        }
+        let frames = frame_count(self.payload_bytes, self.frame_plain_bytes);
         let stripes = frames.div_ceil(self.data_shards as u64);
         if self.shard_bytes != stripes * self.piece_bytes as u64 {
             return Err("shard size does not match the segment size".into());
@@ -397,6 +415,8 @@ pub(crate) mod tests {
             segment_hash: [4; 32],
             segment_bytes: 1000,
             cipher: CIPHER_AES_256_GCM,
+            compression: COMPRESSION_NONE,
+            payload_bytes: 1000,
             frame_plain_bytes: 1008,
             piece_bytes: 1024,
             chunk_bytes: 1024,
@@ -469,5 +489,5 @@ pub(crate) mod tests {
     }
 
     const SPEC_SAMPLE_MANIFEST_HASH: &str =
-        "7bb345e5a2551a0692e587b692f6f1f4eb43b1899f51a0bb82e5dabcb1366757";
+        "25f7ba67b6f02b7d29dde59b906f94addc829126014a05a83b8d40d96ef955d9";
 }

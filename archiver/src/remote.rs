@@ -191,14 +191,10 @@ impl RemoteArchive {
         Ok(chain)
     }
 
-    /// Reads, verifies and decodes one segment, writing its plaintext to `out`. Reads data shards
+    /// Reads, verifies and decodes one segment, returning its plaintext. Reads data shards
     /// first (no decoding needed) from hosters not known to be down, all in parallel; a shard that
     /// is missing, fails, or fails its Merkle root is replaced by the next candidate.
-    pub async fn read_segment(
-        &self,
-        meta: &SegmentMeta,
-        out: &mut (impl std::io::Write + Send),
-    ) -> Result<ReadReport> {
+    pub async fn read_segment(&self, meta: &SegmentMeta) -> Result<(Vec<u8>, ReadReport)> {
         let (shards, report) = self.fetch_shards(meta, false).await?;
         let manifest = meta.manifest.clone();
         let key = self.key.clone();
@@ -213,18 +209,11 @@ impl RemoteArchive {
                 .take(k)
                 .map(|s| s.unwrap_or_default())
                 .collect();
-            let mut plain = Vec::with_capacity(manifest.segment_bytes as usize);
-            codec::decode_segment(&key, &manifest, &mut data, &mut plain)?;
-            Ok(plain)
+            codec::decode_segment(&key, &manifest, &mut data)
         })
         .await
         .map_err(|e| ArchiveError::Task(e.to_string()))??;
-        out.write_all(&plaintext).map_err(|e| ArchiveError::Io {
-            context: "write restored segment",
-            path: format!("segment {}", meta.manifest.segment).into(),
-            source: e,
-        })?;
-        Ok(report)
+        Ok((plaintext, report))
     }
 
     /// Fetches verified shards: at least k (`all` = false) or every obtainable one (`all` = true).

@@ -125,9 +125,8 @@ pub async fn restore(
     let mut report = RestoreReport::default();
     let mut fetched = stream::iter(wanted)
         .map(|meta| async move {
-            let mut plain = Vec::with_capacity(meta.manifest.segment_bytes as usize);
-            let read = remote.read_segment(&meta, &mut plain).await;
-            read.map(|r| (meta, plain, r))
+            let read = remote.read_segment(&meta).await;
+            read.map(|(plain, r)| (meta, plain, r))
         })
         .buffered(RESTORE_SEGMENTS_INFLIGHT);
     let mut prev_last: Option<[u8; 32]> = None;
