@@ -22,8 +22,20 @@ use crate::manifest::{
 /// Bytes of one shard piece = one AEAD frame with its tag. 256 KiB keeps a stripe (k+m pieces) small
 /// for streaming while the per-frame tag and the zero padding of the last stripe stay negligible.
 pub const PIECE_BYTES: u32 = 256 * 1024;
-/// Plaintext bytes per AEAD frame.
+/// Plaintext bytes per AEAD frame at full piece size.
 pub const FRAME_PLAIN_BYTES: u32 = PIECE_BYTES - TAG_BYTES as u32;
+
+/// Piece size for a payload: `PIECE_BYTES`, or for a payload smaller than one full stripe just
+/// enough (in whole Merkle chunks) for one stripe, so a small segment is not padded to
+/// k × 256 KiB per shard set.
+pub fn piece_bytes_for(payload_bytes: u64, k: usize) -> usize {
+    let chunk = prover::CHUNK_BYTES as u64;
+    let needed = payload_bytes.div_ceil(k as u64) + TAG_BYTES as u64;
+    needed
+        .div_ceil(chunk)
+        .saturating_mul(chunk)
+        .clamp(chunk, PIECE_BYTES as u64) as usize
+}
 
 /// Shards of one segment, ready to disperse.
 pub struct EncodedSegment {
@@ -89,9 +101,10 @@ pub fn encode_segment(
     mut buffers: Vec<Vec<u8>>,
 ) -> Result<EncodedSegment> {
     let aes = cipher(key, id.segment, &id.segment_hash)?;
-    let frames = frame_count(id.payload_bytes, FRAME_PLAIN_BYTES);
+    let piece = piece_bytes_for(id.payload_bytes, k);
+    let frame_plain = piece as u32 - TAG_BYTES as u32;
+    let frames = frame_count(id.payload_bytes, frame_plain);
     let stripes = frames.div_ceil(k as u64);
-    let piece = PIECE_BYTES as usize;
     let shard_bytes = stripes as usize * piece;
     let mut shards: Vec<Vec<u8>> = (0..k + m)
         .map(|_| {
@@ -103,9 +116,8 @@ pub fn encode_segment(
         })
         .collect();
     // 1. Plaintext straight into place (one sequential read); padding zeroed.
-    let plain_len = |f: u64| {
-        (id.payload_bytes - f * FRAME_PLAIN_BYTES as u64).min(FRAME_PLAIN_BYTES as u64) as usize
-    };
+    let plain_len =
+        |f: u64| (id.payload_bytes - f * frame_plain as u64).min(frame_plain as u64) as usize;
     for f in 0..stripes * k as u64 {
         let offset = (f / k as u64) as usize * piece;
         let buf = &mut shards[(f % k as u64) as usize][offset..offset + piece];
@@ -185,8 +197,8 @@ pub fn encode_segment(
         cipher: CIPHER_AES_256_GCM,
         compression: id.compression,
         payload_bytes: id.payload_bytes,
-        frame_plain_bytes: FRAME_PLAIN_BYTES,
-        piece_bytes: PIECE_BYTES,
+        frame_plain_bytes: frame_plain,
+        piece_bytes: piece as u32,
         chunk_bytes: prover::CHUNK_BYTES as u32,
         shard_bytes: shard_bytes as u64,
         prev_manifest_hash: [0; 32],
