@@ -9,8 +9,6 @@ use node_plugin::SyntheticChain;
 pub const SYNTHETIC_MARKER: &[u8] = b"POA-ARCHIVER-PLAINTEXT-MARKER";
 /// Blocks appended per batch: one fsync and one catalog write per batch.
 const INGEST_BATCH_BLOCKS: usize = 64;
-/// Disperse once this many sealed segments wait, so encoding of one overlaps uploads of another.
-const DISPERSE_AFTER_PENDING: usize = 2;
 /// State slots the synthetic chain updates round-robin (a stand-in for balances).
 const SYNTHETIC_STATE_SLOTS: u64 = 64;
 
@@ -62,6 +60,14 @@ pub async fn ingest_synthetic(
         None => SyntheticChain::new(seed, SYNTHETIC_MARKER),
     };
     let mut report = IngestReport::default();
+    // Dispersal runs in the background while appends go on; one pass at a time.
+    let disperser = archive.disperser();
+    let mut inflight: Option<tokio::task::JoinHandle<archiver::Result<archiver::DispersalReport>>> =
+        None;
+    let collect = |report: &mut IngestReport, d: archiver::DispersalReport| {
+        report.segments_dispersed += d.segments.len() as u64;
+        report.under_replicated.extend(d.under_replicated);
+    };
     let done = |r: &IngestReport| {
         blocks.is_some_and(|b| r.blocks >= b) || bytes.is_some_and(|b| r.bytes >= b)
     };
@@ -83,17 +89,27 @@ pub async fn ingest_synthetic(
         if let Some(last) = batch.last() {
             ack(last.number, report.bytes);
         }
-        if disperse
-            && !summary.sealed.is_empty()
-            && archive.pending_dispersal()?.len() >= DISPERSE_AFTER_PENDING
-        {
-            let d = archive
-                .disperse_pending()
-                .await
-                .context("disperse sealed segments")?;
-            report.segments_dispersed += d.segments.len() as u64;
-            report.under_replicated.extend(d.under_replicated);
+        if !disperse || summary.sealed.is_empty() {
+            continue;
         }
+        if let Some(handle) = inflight.take_if(|h| h.is_finished()) {
+            let d = handle
+                .await
+                .context("dispersal task")?
+                .context("disperse sealed segments")?;
+            collect(&mut report, d);
+        }
+        if inflight.is_none() {
+            let d = disperser.clone();
+            inflight = Some(tokio::spawn(async move { d.disperse_pending().await }));
+        }
+    }
+    if let Some(handle) = inflight.take() {
+        let d = handle
+            .await
+            .context("dispersal task")?
+            .context("disperse sealed segments")?;
+        collect(&mut report, d);
     }
     if flush {
         archive
@@ -106,8 +122,7 @@ pub async fn ingest_synthetic(
             .disperse_pending()
             .await
             .context("disperse sealed segments")?;
-        report.segments_dispersed += d.segments.len() as u64;
-        report.under_replicated.extend(d.under_replicated);
+        collect(&mut report, d);
     }
     Ok(report)
 }

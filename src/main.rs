@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Disperse => {
-            let mut archive = open_archive(&cli.config)?;
+            let archive = open_archive(&cli.config)?;
             archive.prepare_hosters().await;
             let r = archive
                 .disperse_pending()
@@ -339,7 +339,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Repair { verify } => {
-            let mut archive = open_archive(&cli.config)?;
+            let archive = open_archive(&cli.config)?;
             let r = archive.repair(verify).await.context("repair")?;
             println!(
                 "checked {} segments ({} shards); repaired {} shards; still under-replicated: {}",

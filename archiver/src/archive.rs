@@ -12,7 +12,7 @@ use crate::config::{ArchiveConfig, Compression};
 use crate::error::{ArchiveError, Result};
 use crate::hosters::{HosterSet, ShardHost};
 use crate::keys::MasterKey;
-use crate::log::BlockLog;
+use crate::log::{segment_file_name, BlockLog};
 use crate::manifest::{
     seal_head, seal_metadata, Head, Manifest, Placement, COMPRESSION_NONE, COMPRESSION_ZSTD,
 };
@@ -51,11 +51,32 @@ pub struct RepairReport {
 
 /// A local archive bound to its hosters.
 pub struct Archive {
-    shard_pool: ShardPool,
+    log: BlockLog,
+    disperser: Disperser,
+}
+
+/// Moves sealed segments to the hosters and keeps them there (dispersal, repair). Cheap to clone
+/// and independent of the log, so dispersal can run in the background while blocks are appended.
+/// One dispersal or repair runs at a time.
+#[derive(Clone)]
+pub struct Disperser {
+    inner: Arc<DisperserInner>,
+}
+
+struct DisperserInner {
     cfg: ArchiveConfig,
     key: Arc<MasterKey>,
-    log: BlockLog,
+    store: Arc<Store>,
+    segments_dir: std::path::PathBuf,
     remote: RemoteArchive,
+    pool: ShardPool,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Disperser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Disperser")
+    }
 }
 
 impl std::fmt::Debug for Archive {
@@ -77,17 +98,47 @@ impl Archive {
             cfg.durability,
         )?;
         let key = Arc::new(key);
-        Ok(Self {
-            shard_pool: ShardPool::default(),
-            remote: RemoteArchive::new(key.clone(), hosters),
-            cfg,
-            key,
-            log,
-        })
+        let disperser = Disperser {
+            inner: Arc::new(DisperserInner {
+                segments_dir: log.dir().to_path_buf(),
+                store: log.store().clone(),
+                remote: RemoteArchive::new(key.clone(), hosters),
+                pool: ShardPool::default(),
+                lock: tokio::sync::Mutex::new(()),
+                cfg,
+                key,
+            }),
+        };
+        Ok(Self { log, disperser })
     }
 
     pub fn config(&self) -> &ArchiveConfig {
-        &self.cfg
+        &self.disperser.inner.cfg
+    }
+
+    /// A handle that disperses and repairs independently of appends.
+    pub fn disperser(&self) -> Disperser {
+        self.disperser.clone()
+    }
+
+    /// See [`Disperser::prepare_hosters`].
+    pub async fn prepare_hosters(&self) -> Vec<(String, String)> {
+        self.disperser.prepare_hosters().await
+    }
+
+    /// See [`Disperser::pending_dispersal`].
+    pub fn pending_dispersal(&self) -> Result<Vec<SealedSegment>> {
+        self.disperser.pending_dispersal()
+    }
+
+    /// See [`Disperser::disperse_pending`].
+    pub async fn disperse_pending(&self) -> Result<DispersalReport> {
+        self.disperser.disperse_pending().await
+    }
+
+    /// See [`Disperser::repair`].
+    pub async fn repair(&self, verify: bool) -> Result<RepairReport> {
+        self.disperser.repair(verify).await
     }
 
     pub fn log(&self) -> &BlockLog {
@@ -103,17 +154,27 @@ impl Archive {
     }
 
     pub fn remote(&self) -> &RemoteArchive {
-        &self.remote
+        &self.disperser.inner.remote
     }
 
     pub fn hosters(&self) -> &HosterSet {
-        self.remote.hosters()
+        self.disperser.inner.remote.hosters()
+    }
+}
+
+impl Disperser {
+    fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    fn hosters(&self) -> &HosterSet {
+        self.inner.remote.hosters()
     }
 
     /// Creates the namespaces on every reachable hoster. Returns the hosters that failed.
     pub async fn prepare_hosters(&self) -> Vec<(String, String)> {
         let mut set = JoinSet::new();
-        for h in self.hosters().all() {
+        for h in self.inner.remote.hosters().all() {
             let h = h.clone();
             set.spawn(async move { (h.name().to_string(), timed(h.prepare()).await) });
         }
@@ -128,7 +189,7 @@ impl Archive {
 
     /// Sealed segments not yet dispersed, in order.
     pub fn pending_dispersal(&self) -> Result<Vec<SealedSegment>> {
-        let next = self.store().dispersed_next()?;
+        let next = self.inner.store.dispersed_next()?;
         Ok(self
             .store()
             .sealed_all()?
@@ -140,21 +201,27 @@ impl Archive {
     /// Disperses every sealed, undispersed segment, in order: encode (on a blocking thread, one
     /// segment ahead) → upload shards in parallel → replicate metadata → record locally.
     /// Stops at the first segment that cannot be stored; earlier ones stay dispersed.
-    pub async fn disperse_pending(&mut self) -> Result<DispersalReport> {
+    pub async fn disperse_pending(&self) -> Result<DispersalReport> {
+        let _one_at_a_time = self.inner.lock.lock().await;
         let pending = self.pending_dispersal()?;
         let mut report = DispersalReport::default();
         if pending.is_empty() {
             return Ok(report);
         }
         let (tx, mut rx) = mpsc::channel::<Result<EncodedSegment>>(DISPERSAL_QUEUE_SEGMENTS);
-        let key = self.key.clone();
-        let (k, m) = (self.cfg.data_shards, self.cfg.parity_shards);
-        let compression = self.cfg.compression;
+        let key = self.inner.key.clone();
+        let (k, m) = (self.inner.cfg.data_shards, self.inner.cfg.parity_shards);
+        let compression = self.inner.cfg.compression;
         let paths: Vec<_> = pending
             .iter()
-            .map(|s| (*s, self.log.segment_path(s.segment)))
+            .map(|s| {
+                (
+                    *s,
+                    self.inner.segments_dir.join(segment_file_name(s.segment)),
+                )
+            })
             .collect();
-        let pool = self.shard_pool.clone();
+        let pool = self.inner.pool.clone();
         let encoder = tokio::task::spawn_blocking(move || {
             for (sealed, path) in paths {
                 let started = std::time::Instant::now();
@@ -205,7 +272,7 @@ impl Archive {
     }
 
     /// Uploads one encoded segment and records it. Returns how many shards were placed.
-    async fn store_encoded(&mut self, encoded: EncodedSegment) -> Result<usize> {
+    async fn store_encoded(&self, encoded: EncodedSegment) -> Result<usize> {
         let EncodedSegment {
             mut manifest,
             shards,
@@ -224,14 +291,18 @@ impl Archive {
         };
         let n = shards.len();
         let k = manifest.data_shards as usize;
-        let needed = k + self.cfg.min_parity;
+        let needed = k + self.inner.cfg.min_parity;
         let shards: Vec<Arc<Vec<u8>>> = shards.into_iter().map(Arc::new).collect();
         let mut placement = Placement {
             segment,
             generation: 0,
             hosters: vec![None; n],
         };
-        let order = self.hosters().placement_order(segment, &[], &[]);
+        let order = self
+            .inner
+            .remote
+            .hosters()
+            .placement_order(segment, &[], &[]);
         let started = std::time::Instant::now();
         let failures = self
             .upload(&manifest, &shards, &mut placement, order, (0..n).collect())
@@ -243,7 +314,7 @@ impl Archive {
         );
         let placed = placement.placed();
         let n_keep = n;
-        if let Ok(mut pool) = self.shard_pool.lock() {
+        if let Ok(mut pool) = self.inner.pool.lock() {
             for shard in shards {
                 if pool.len() < n_keep {
                     if let Ok(buf) = Arc::try_unwrap(shard) {
@@ -262,10 +333,12 @@ impl Archive {
         }
         self.publish(&manifest, &placement).await?;
         let mut batch = Batch::default();
-        self.store().put_manifest(&mut batch, &manifest)?;
-        self.store().put_placement(&mut batch, &placement)?;
-        self.store().put_dispersed_next(&mut batch, segment + 1)?;
-        self.store().commit_synced(batch)?;
+        self.inner.store.put_manifest(&mut batch, &manifest)?;
+        self.inner.store.put_placement(&mut batch, &placement)?;
+        self.inner
+            .store
+            .put_dispersed_next(&mut batch, segment + 1)?;
+        self.inner.store.commit_synced(batch)?;
         if placed < n {
             tracing::warn!(
                 segment,
@@ -297,9 +370,10 @@ impl Archive {
                     out_of_hosters = true;
                     continue;
                 };
-                let key = self
-                    .key
-                    .shard_storage_key(manifest.segment, &manifest.segment_hash, i);
+                let key =
+                    self.inner
+                        .key
+                        .shard_storage_key(manifest.segment, &manifest.segment_hash, i);
                 let data = shards[i].clone();
                 set.spawn(async move {
                     let res = timed(h.put_shard(&key, &data)).await;
@@ -326,18 +400,18 @@ impl Archive {
     /// Replicates a segment's encrypted manifest + placement, and the head record, to every
     /// reachable hoster. At least m+1 copies are required so that any m lost hosters leave one.
     async fn publish(&self, manifest: &Manifest, placement: &Placement) -> Result<()> {
-        let record = Arc::new(seal_metadata(&self.key, manifest, placement)?);
+        let record = Arc::new(seal_metadata(&self.inner.key, manifest, placement)?);
         let head = Arc::new(seal_head(
-            &self.key,
+            &self.inner.key,
             &Head {
                 last_segment: manifest.segment,
                 manifest_hash: manifest.hash(),
             },
         )?);
-        let meta_key = self.key.manifest_storage_key(manifest.segment);
-        let head_key = self.key.head_storage_key();
+        let meta_key = self.inner.key.manifest_storage_key(manifest.segment);
+        let head_key = self.inner.key.head_storage_key();
         let mut set = JoinSet::new();
-        for h in self.hosters().all() {
+        for h in self.inner.remote.hosters().all() {
             let (h, record, head) = (h.clone(), record.clone(), head.clone());
             let (meta_key, head_key) = (meta_key.clone(), head_key.clone());
             set.spawn(async move {
@@ -351,7 +425,7 @@ impl Archive {
                 stored += 1;
             }
         }
-        let needed = (manifest.parity_shards as usize + 1).min(self.hosters().len());
+        let needed = (manifest.parity_shards as usize + 1).min(self.inner.remote.hosters().len());
         if stored < needed {
             return Err(ArchiveError::MetadataReplication {
                 segment: manifest.segment,
@@ -366,24 +440,25 @@ impl Archive {
     /// unknown, down, or no longer has it (or, with `verify`, returns bytes failing the Merkle root).
     /// Lost shards are rebuilt from k good ones and stored on hosters holding no shard of the
     /// segment, spreading domains; the new placement is recorded and replicated.
-    pub async fn repair(&mut self, verify: bool) -> Result<RepairReport> {
+    pub async fn repair(&self, verify: bool) -> Result<RepairReport> {
+        let _one_at_a_time = self.inner.lock.lock().await;
         let mut report = RepairReport::default();
-        let next = self.store().dispersed_next()?;
+        let next = self.inner.store.dispersed_next()?;
         for segment in 0..next {
             let manifest =
-                self.store()
+                self.inner
+                    .store
                     .manifest(segment)?
                     .ok_or_else(|| ArchiveError::ManifestChain {
                         segment,
                         reason: "dispersed but no manifest stored locally".into(),
                     })?;
-            let placement =
-                self.store()
-                    .placement(segment)?
-                    .ok_or_else(|| ArchiveError::PlacementCorrupt {
-                        segment,
-                        reason: "missing".into(),
-                    })?;
+            let placement = self.inner.store.placement(segment)?.ok_or_else(|| {
+                ArchiveError::PlacementCorrupt {
+                    segment,
+                    reason: "missing".into(),
+                }
+            })?;
             report.segments_checked += 1;
             let lost = self.lost_shards(&manifest, &placement, verify).await;
             report.shards_checked += manifest.shards_total() as u64;
@@ -416,11 +491,16 @@ impl Archive {
         let mut set = JoinSet::new();
         let mut lost = Vec::new();
         for (i, holder) in placement.hosters.iter().enumerate() {
-            let Some(h) = holder.as_ref().and_then(|n| self.hosters().get(n)).cloned() else {
+            let Some(h) = holder
+                .as_ref()
+                .and_then(|n| self.inner.remote.hosters().get(n))
+                .cloned()
+            else {
                 lost.push(i);
                 continue;
             };
             let key = self
+                .inner
                 .key
                 .shard_storage_key(manifest.segment, &manifest.segment_hash, i);
             let manifest = manifest.clone();
@@ -453,7 +533,7 @@ impl Archive {
     }
 
     async fn repair_segment(
-        &mut self,
+        &self,
         manifest: &Manifest,
         mut placement: Placement,
         lost: &[usize],
@@ -469,7 +549,7 @@ impl Archive {
             manifest: manifest.clone(),
             placement: readable,
         };
-        let (mut shards, _) = self.remote.fetch_shards(&meta, false).await?;
+        let (mut shards, _) = self.inner.remote.fetch_shards(&meta, false).await?;
         let rebuilt_manifest = manifest.clone();
         let shards = tokio::task::spawn_blocking(move || -> Result<Vec<Option<Vec<u8>>>> {
             codec::reconstruct(&rebuilt_manifest, &mut shards, false)?;
@@ -499,7 +579,13 @@ impl Archive {
         let holders: Vec<String> = placement.hosters.iter().flatten().cloned().collect();
         let domains: Vec<String> = holders
             .iter()
-            .filter_map(|n| self.hosters().get(n).map(|h| h.domain().to_string()))
+            .filter_map(|n| {
+                self.inner
+                    .remote
+                    .hosters()
+                    .get(n)
+                    .map(|h| h.domain().to_string())
+            })
             .collect();
         // Hosters that just lost or corrupted a shard of this segment go last: other hosters first.
         let mut exclude = holders.clone();
@@ -531,8 +617,8 @@ impl Archive {
             placement.generation += 1;
             self.publish(manifest, &placement).await?;
             let mut batch = Batch::default();
-            self.store().put_placement(&mut batch, &placement)?;
-            self.store().commit_synced(batch)?;
+            self.inner.store.put_placement(&mut batch, &placement)?;
+            self.inner.store.commit_synced(batch)?;
         }
         Ok((placement, repaired))
     }

@@ -22,7 +22,7 @@ pub mod status;
 pub mod store;
 pub mod testing;
 
-pub use archive::{Archive, DispersalReport, RepairReport};
+pub use archive::{Archive, DispersalReport, Disperser, RepairReport};
 pub use config::{ArchiveConfig, Durability, HosterEntry};
 pub use error::{ArchiveError, Result};
 pub use hosters::{HosterSet, ShardHost};
