@@ -396,6 +396,16 @@ async fn scan_nslist_info_dbsize_shapes() {
         c.set(&[b'k', i], &vec![i; i as usize]).await.unwrap();
     }
     assert_eq!(c.command(&[b"DBSIZE"]).await.unwrap(), Reply::Integer(5));
+    assert_eq!(
+        c.command(&[b"MGET", b"k\x02", b"missing", b"k\x00"])
+            .await
+            .unwrap(),
+        Reply::Array(vec![
+            Reply::Bulk(vec![2, 2]),
+            Reply::Nil,
+            Reply::Bulk(Vec::new())
+        ])
+    );
 
     let Reply::Array(first) = c.command(&[b"SCAN"]).await.unwrap() else {
         panic!("SCAN reply is not an array");

@@ -61,6 +61,16 @@ async fn restart_keeps_data_and_pooled_clients_reconnect() {
     hoster.stop().await;
 }
 
+/// A child process that is killed (SIGKILL) and reaped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const KILL9_DIR_ENV: &str = "ZDB_BACKEND_KILL9_CHILD_DIR";
 
 /// Not a test of its own: `kill_9_loses_nothing_acknowledged` runs this test binary again with
@@ -82,27 +92,34 @@ async fn kill9_child_hoster() {
 async fn kill_9_loses_nothing_acknowledged() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill9_child_hoster",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(KILL9_DIR_ENV, dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = io::BufReader::new(stdout).lines();
-    let port: u16 = loop {
-        let line = lines
-            .next()
-            .expect("child exited before listening")
-            .unwrap();
-        if let Some(p) = line.strip_prefix("ZDB_PORT=") {
-            break p.trim().parse().unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "kill9_child_hoster",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL9_DIR_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let read_port = tokio::task::spawn_blocking(move || {
+        for line in io::BufReader::new(stdout).lines() {
+            // The harness may print "test kill9_child_hoster ... " on the same line first.
+            if let Some((_, p)) = line.ok()?.split_once("ZDB_PORT=") {
+                return p.trim().parse::<u16>().ok();
+            }
+        }
+        None
+    });
+    let port = match tokio::time::timeout(Duration::from_secs(60), read_port).await {
+        Ok(Ok(Some(port))) => port,
+        other => {
+            panic!("child hoster did not report its port: {other:?}");
         }
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -132,8 +149,8 @@ async fn kill_9_loses_nothing_acknowledged() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     for w in writers {
         w.await.unwrap();
     }
