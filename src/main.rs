@@ -147,14 +147,19 @@ fn open_archive(config: &Path) -> Result<Archive> {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // demo and bench kill hosters on purpose: their expected warnings would drown the report.
+    let default_filter = match cli.command {
+        Command::Demo { .. } | Command::Bench { .. } => "error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

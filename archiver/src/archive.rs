@@ -466,14 +466,16 @@ impl Disperser {
                 continue;
             }
             match self.repair_segment(&manifest, placement, &lost).await {
-                Ok((placement, repaired)) => {
+                Ok((_, repaired)) => {
+                    let short = lost.len() - repaired.len();
                     for (i, h) in repaired {
                         report.repaired.push((segment, i, h));
                     }
-                    if placement.placed() < manifest.shards_total() {
-                        report
-                            .still_under_replicated
-                            .push((segment, "not enough eligible hosters".into()));
+                    if short > 0 {
+                        report.still_under_replicated.push((
+                            segment,
+                            format!("{short} shard(s) found no eligible hoster (distinct, up, not holding a shard of this segment)"),
+                        ));
                     }
                 }
                 Err(e) => report.still_under_replicated.push((segment, e.to_string())),
@@ -613,6 +615,13 @@ impl Disperser {
             .iter()
             .filter_map(|&i| placement.hosters[i].clone().map(|h| (i, h)))
             .collect();
+        // A shard that found no new home keeps its old entry: its hoster may only be down for a
+        // while, and restore should still try it when it is back.
+        for &i in lost {
+            if placement.hosters[i].is_none() {
+                placement.hosters[i] = before.hosters[i].clone();
+            }
+        }
         if placement != before {
             placement.generation += 1;
             self.publish(manifest, &placement).await?;
