@@ -3,14 +3,13 @@
 //! measured in the same run, printed with ratios against them and against the targets.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use archiver::{Archive, RemoteArchive, RestoreFormat};
+use archiver::RestoreFormat;
 
 use crate::cluster;
-use crate::config_file::ConfigFile;
+use crate::config_file;
 use crate::demo::write_cluster_config;
 use crate::ingest;
 
@@ -90,11 +89,7 @@ async fn run_one(
         m,
         archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
     )?;
-    let loaded = ConfigFile::load(&config)?;
-    let set =
-        archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
-    let mut archive =
-        Archive::open(loaded.archive.clone(), loaded.key, set).context("open archive")?;
+    let mut archive = config_file::open_archive(&config)?;
     if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
         bail!("hoster {name}: {e}");
     }
@@ -117,14 +112,7 @@ async fn run_one(
         let config = config.clone();
         let out = dir.join(label);
         async move {
-            let fresh = ConfigFile::load(&config)?;
-            let remote = RemoteArchive::new(
-                Arc::new(fresh.key),
-                archiver::HosterSet::from_config(
-                    &fresh.archive.hosters,
-                    &fresh.file.client.options(),
-                ),
-            );
+            let remote = config_file::open_remote(&config)?;
             let t = Instant::now();
             let r = archiver::restore(
                 &remote,

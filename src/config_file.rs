@@ -193,3 +193,28 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
     }
     Ok(entry)
 }
+
+impl Loaded {
+    /// The configured hosters, reached over the 0-db protocol with the configured client options.
+    pub fn hoster_set(&self) -> archiver::HosterSet {
+        archiver::HosterSet::from_config(&self.archive.hosters, &self.file.client.options())
+    }
+}
+
+/// Opens the local archive a config describes (recovering its log after a crash).
+pub fn open_archive(config: &Path) -> Result<archiver::Archive> {
+    let loaded = ConfigFile::load(config)?;
+    let hosters = loaded.hoster_set();
+    archiver::Archive::open(loaded.archive, loaded.key, hosters).context("open archive")
+}
+
+/// What a fresh machine has: the archive as its hosters hold it, reached with the config alone
+/// (no local data directory is touched).
+pub fn open_remote(config: &Path) -> Result<archiver::RemoteArchive> {
+    let loaded = ConfigFile::load(config)?;
+    let hosters = loaded.hoster_set();
+    Ok(archiver::RemoteArchive::new(
+        std::sync::Arc::new(loaded.key),
+        hosters,
+    ))
+}

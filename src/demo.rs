@@ -3,14 +3,13 @@
 //! from the hosters alone into a fresh directory and compared byte for byte.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use archiver::{Archive, RemoteArchive, RestoreFormat};
+use archiver::RestoreFormat;
 
 use crate::cluster::{self, HosterProcess};
-use crate::config_file::{ClientSection, ConfigFile};
+use crate::config_file::{self, ClientSection, ConfigFile};
 use crate::ingest::{self, SYNTHETIC_MARKER};
 
 const MIB: u64 = 1024 * 1024;
@@ -96,11 +95,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         2,
         archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
     )?;
-    let loaded = ConfigFile::load(&config)?;
-    let options = loaded.file.client.options();
-    let hoster_set = archiver::HosterSet::from_config(&loaded.archive.hosters, &options);
-    let mut archive =
-        Archive::open(loaded.archive.clone(), loaded.key, hoster_set).context("open archive")?;
+    let mut archive = config_file::open_archive(&config)?;
     if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
         bail!("hoster {name} could not be prepared: {e}");
     }
@@ -140,11 +135,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     println!("killed 2 hosters with SIGKILL: {}", killed.join(", "));
 
     // A fresh machine: only the config file (master key + hoster list), no local data.
-    let fresh = ConfigFile::load(&config)?;
-    let remote = RemoteArchive::new(
-        Arc::new(fresh.key),
-        archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
-    );
+    let remote = config_file::open_remote(&config)?;
     let out = dir.join("restored");
     println!(
         "restoring the whole history from the 4 surviving hosters into {} ...",

@@ -1,14 +1,13 @@
 //! `archiver`: the one command that drives the archive — config, embedded hoster, ingest, dispersal,
 //! restore, repair, status, demo and bench. A thin layer: the work is in the library crates.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use archiver::{Archive, HosterSet, RemoteArchive, RestoreFormat};
+use archiver::RestoreFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use archiver_cli::config_file::{self, ConfigFile, Loaded};
+use archiver_cli::config_file::{self, open_archive, ConfigFile};
 use archiver_cli::{bench, demo, ingest};
 
 #[derive(Parser)]
@@ -136,17 +135,25 @@ enum Command {
     },
 }
 
-fn hoster_set(loaded: &Loaded) -> HosterSet {
-    HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options())
-}
+/// Allocations at least this large are mmap'd and unmapped on free: shard and segment buffers
+/// then go back to the OS instead of piling up in glibc's heap (which otherwise grows RSS past the
+/// 256 MiB bound over a long run).
+const MMAP_THRESHOLD_BYTES: i32 = 4 * 1024 * 1024;
+/// glibc arenas: the default 8 x cores each keep their own freed memory.
+const MALLOC_ARENAS_MAX: i32 = 2;
 
-fn open_archive(config: &Path) -> Result<Archive> {
-    let loaded = ConfigFile::load(config)?;
-    let hosters = hoster_set(&loaded);
-    Archive::open(loaded.archive, loaded.key, hosters).context("open archive")
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes glibc allocator parameters; it is called once, before any other
+    // thread exists, and both parameters are valid for the values given.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
+    }
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     // demo and bench kill hosters on purpose: their expected warnings would drown the report.
     let default_filter = match cli.command {
@@ -295,9 +302,7 @@ async fn run(cli: Cli) -> Result<()> {
             out,
             format,
         } => {
-            let loaded = ConfigFile::load(&cli.config)?;
-            let hosters = hoster_set(&loaded);
-            let remote = RemoteArchive::new(Arc::new(loaded.key), hosters);
+            let remote = config_file::open_remote(&cli.config)?;
             let format = match format {
                 FormatArg::Segments => RestoreFormat::Segments,
                 FormatArg::Blocks => RestoreFormat::Blocks,

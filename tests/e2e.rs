@@ -6,11 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use archiver::{Archive, RemoteArchive, RestoreFormat};
+use archiver::{Archive, RestoreFormat};
 use archiver_cli::cluster::{start_hosters, HosterProcess};
-use archiver_cli::config_file::ConfigFile;
 use archiver_cli::demo::{files_containing, write_cluster_config};
 use archiver_cli::ingest::{ingest_synthetic, SYNTHETIC_MARKER};
 
@@ -36,10 +34,7 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn open(config: &Path) -> Archive {
-    let loaded = ConfigFile::load(config).unwrap();
-    let set =
-        archiver::HosterSet::from_config(&loaded.archive.hosters, &loaded.file.client.options());
-    Archive::open(loaded.archive, loaded.key, set).unwrap()
+    archiver_cli::config_file::open_archive(config).unwrap()
 }
 
 /// Flips one bit of `needle`'s first occurrence in any file under `dir`. Returns the file.
@@ -103,11 +98,7 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
     drop(archive);
 
     // Restore with all hosters up: the flipped shard is detected and another one used.
-    let fresh = ConfigFile::load(&config).unwrap();
-    let remote = RemoteArchive::new(
-        Arc::new(fresh.key),
-        archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
-    );
+    let remote = archiver_cli::config_file::open_remote(&config).unwrap();
     let out1 = dir.path().join("restored-flip");
     let r = archiver::restore(
         &remote,
@@ -197,10 +188,7 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
     );
 
     // Garbled manifest record on every live hoster: the error names the segment.
-    let remote = RemoteArchive::new(
-        Arc::new(ConfigFile::load(&config).unwrap().key),
-        archiver::HosterSet::from_config(&fresh.archive.hosters, &fresh.file.client.options()),
-    );
+    let remote = archiver_cli::config_file::open_remote(&config).unwrap();
     let meta_key = remote.key().manifest_storage_key(2);
     for h in remote.hosters().all() {
         if !h.is_down() {

@@ -13,9 +13,10 @@ use crate::log::segment_file_name;
 use crate::record::{parse_segment, BlockRecord};
 use crate::remote::{ReadReport, RemoteArchive, SegmentMeta};
 
-/// Segments fetched ahead of the one being written: overlaps hoster I/O with decoding while memory
-/// stays at a few segments.
-pub const RESTORE_SEGMENTS_INFLIGHT: usize = 2;
+/// Segments fetched and decoded ahead of the one being verified and written. One is enough to
+/// overlap hoster I/O with verification; each costs ~2x a segment of memory (shards + plaintext),
+/// and the RSS bound is 256 MiB whatever the history size.
+pub const RESTORE_SEGMENTS_INFLIGHT: usize = 1;
 
 /// How restored history is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
