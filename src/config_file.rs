@@ -218,3 +218,56 @@ pub fn open_remote(config: &Path) -> Result<archiver::RemoteArchive> {
         hosters,
     ))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn init_writes_private_loadable_config_and_typos_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let hosters = (0..6)
+            .map(|i| {
+                parse_hoster_arg(&format!("h{i}=127.0.0.1:{},domain=d{}", 9000 + i, i % 3)).unwrap()
+            })
+            .collect();
+        let file = ConfigFile {
+            master_key: MasterKey::generate().to_hex().to_string(),
+            data_dir: "data".into(),
+            segment_size_bytes: default_segment_size(),
+            data_shards: 4,
+            parity_shards: 2,
+            min_parity: 1,
+            durability: Durability::Fsync,
+            compression: Compression::None,
+            client: ClientSection::default(),
+            hosters,
+        };
+        let path = dir.path().join("archiver.toml");
+        file.write_new(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(file.write_new(&path).is_err(), "never overwrites a key");
+        let loaded = ConfigFile::load(&path).unwrap();
+        assert_eq!(loaded.archive.data_dir, dir.path().join("data"));
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let typo = write(dir.path(), &text.replace("parity_shards", "parity_shard"));
+        let err = format!("{:#}", ConfigFile::load(&typo).err().unwrap());
+        assert!(err.contains("parity_shard"), "{err}");
+        let bad_key = write(dir.path(), &text.replace(&file.master_key, "00ff"));
+        let err = format!("{:#}", ConfigFile::load(&bad_key).err().unwrap());
+        assert!(err.contains("master_key"), "{err}");
+        assert!(parse_hoster_arg("h1=1.2.3.4:5,colour=red").is_err());
+    }
+}

@@ -298,11 +298,7 @@ impl Disperser {
             generation: 0,
             hosters: vec![None; n],
         };
-        let order = self
-            .inner
-            .remote
-            .hosters()
-            .placement_order(segment, &[], &[]);
+        let order = self.hosters().placement_order(segment, &[], &[]);
         let started = std::time::Instant::now();
         let failures = self
             .upload(&manifest, &shards, &mut placement, order, (0..n).collect())
@@ -313,10 +309,9 @@ impl Disperser {
             "uploaded"
         );
         let placed = placement.placed();
-        let n_keep = n;
         if let Ok(mut pool) = self.inner.pool.lock() {
             for shard in shards {
-                if pool.len() < n_keep {
+                if pool.len() < n {
                     if let Ok(buf) = Arc::try_unwrap(shard) {
                         pool.push(buf);
                     }

@@ -65,6 +65,7 @@ pub enum Compression {
 
 /// One shard hoster: a 0-db server (or the embedded hoster) and the namespace used on it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct HosterEntry {
     /// Stable name recorded in placement records; renaming a hoster orphans its shards.
     pub name: String,
@@ -86,6 +87,7 @@ pub struct HosterEntry {
 
 /// The archive section of the config file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// Local data directory (segment files and the RocksDB catalog/state).
     pub data_dir: PathBuf,
