@@ -18,6 +18,29 @@ use crate::manifest::{open_head, open_metadata, Head, Manifest, Placement};
 pub const HOSTER_CALL_TIMEOUT_MS: u64 = 60_000;
 /// Manifest records fetched at once while loading the chain: small values, latency-bound.
 pub const METADATA_FETCH_CONCURRENCY: usize = 32;
+/// Once one hoster answered a metadata read (even "not found"), the others get this much longer: a
+/// hoster that hangs must not stall every manifest read for a full call timeout.
+pub const METADATA_GRACE_MS: u64 = 1_000;
+/// A shard read still running after this long gets a hedge: the next candidate shard is read too,
+/// and whichever k verify first win. Loopback and LAN reads of an 8 MiB shard take milliseconds.
+pub const SHARD_HEDGE_AFTER_MS: u64 = 1_500;
+
+/// Next finished task; once `answered`, waits at most `METADATA_GRACE_MS` (None = give up).
+async fn next_with_grace<T: 'static>(
+    set: &mut JoinSet<T>,
+    answered: bool,
+) -> Option<std::result::Result<T, tokio::task::JoinError>> {
+    if !answered {
+        return set.join_next().await;
+    }
+    match tokio::time::timeout(Duration::from_millis(METADATA_GRACE_MS), set.join_next()).await {
+        Ok(next) => next,
+        Err(_) => {
+            set.abort_all();
+            None
+        }
+    }
+}
 
 pub(crate) async fn timed<T>(
     fut: impl std::future::Future<Output = HostResult<T>>,
@@ -76,7 +99,7 @@ impl RemoteArchive {
             set.spawn(async move { timed(h.get_meta(&key)).await });
         }
         let (mut reachable, mut best, mut wrong_key) = (0usize, None::<Head>, None);
-        while let Some(res) = set.join_next().await {
+        while let Some(res) = next_with_grace(&mut set, reachable > 0).await {
             let Ok(Ok(value)) = res else { continue };
             reachable += 1;
             let Some(bytes) = value else { continue };
@@ -126,8 +149,11 @@ impl RemoteArchive {
         }
         let mut best: Option<SegmentMeta> = None;
         let mut last_err = None;
-        while let Some(res) = set.join_next().await {
-            let Ok(Ok(Some(bytes))) = res else { continue };
+        let mut answered = false;
+        while let Some(res) = next_with_grace(&mut set, answered).await {
+            let Ok(Ok(value)) = res else { continue };
+            answered = true;
+            let Some(bytes) = value else { continue };
             match open_metadata(&self.key, segment, &bytes) {
                 Ok((manifest, placement)) => {
                     if best.as_ref().is_some_and(|b| b.manifest != manifest) {
@@ -279,7 +305,30 @@ impl RemoteArchive {
             launch(&mut set, i, h);
             next += 1;
         }
-        while let Some(res) = set.join_next().await {
+        loop {
+            let res = match tokio::time::timeout(
+                Duration::from_millis(SHARD_HEDGE_AFTER_MS),
+                set.join_next(),
+            )
+            .await
+            {
+                Ok(Some(res)) => res,
+                Ok(None) => break,
+                Err(_) => {
+                    // Slow or hung hoster: hedge with the next candidate, keep the slow read.
+                    if next < candidates.len() {
+                        let (i, h) = candidates[next].clone();
+                        tracing::debug!(
+                            segment = m.segment,
+                            shard = i,
+                            "hedging a slow shard read"
+                        );
+                        launch(&mut set, i, h);
+                        next += 1;
+                    }
+                    continue;
+                }
+            };
             let (i, hoster, verdict) = res.map_err(|e| ArchiveError::Task(e.to_string()))?;
             match verdict {
                 Ok(bytes) => {

@@ -431,3 +431,23 @@ async fn zstd_compressed_segments_restore_exactly() {
     assert_eq!(rep.blocks, 120);
     assert_blocks_equal(out.path(), &blocks);
 }
+
+/// A hoster that accepts calls and never answers must cost a hedge delay, not a call timeout per
+/// read: restore finishes well inside the 60 s per-call bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_hoster_is_hedged_around() {
+    let s = setup(6, 4, 2);
+    let blocks = chain(200, 7, 3000);
+    let mut a = s.open();
+    a.log_mut().append_batch(&blocks).unwrap();
+    a.log_mut().seal_active().unwrap();
+    a.disperse_pending().await.unwrap();
+    s.hosts[0].set_hang(true);
+    let restored =
+        tokio::time::timeout(std::time::Duration::from_secs(45), restore_all(&s.remote()))
+            .await
+            .expect("restore must not wait on the hung hoster");
+    let (r, out) = restored.unwrap();
+    assert_eq!(r.blocks, 200);
+    assert_blocks_equal(out.path(), &blocks);
+}
