@@ -5,12 +5,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use archiver::RestoreFormat;
 
 use crate::cluster;
 use crate::config_file;
-use crate::demo::write_cluster_config;
 use crate::ingest;
 
 const MIB: u64 = 1024 * 1024;
@@ -76,23 +75,11 @@ async fn run_one(
 ) -> Result<RunFigures> {
     let dir = root.join(format!("run-{k}-{m}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let mut hosters = cluster::start_hosters(
-        &std::env::current_exe().context("find own executable")?,
-        &dir.join("hosters"),
-        n,
-        domains,
-    )?;
-    let config = write_cluster_config(
-        &dir,
-        &hosters,
-        k,
-        m,
-        archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
-    )?;
-    let mut archive = config_file::open_archive(&config)?;
-    if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
-        bail!("hoster {name}: {e}");
-    }
+    let cluster::LocalCluster {
+        mut hosters,
+        config,
+        mut archive,
+    } = cluster::start_cluster(&dir, n, domains, k, m).await?;
     let started = Instant::now();
     let report = ingest::ingest_synthetic(
         &mut archive,

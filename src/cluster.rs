@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use archiver::config::HosterEntry;
 
+use crate::config_file::{self, ClientSection, ConfigFile};
+
 /// One hoster child process.
 pub struct HosterProcess {
     pub name: String,
@@ -116,4 +118,66 @@ pub fn start_hosters(
         });
     }
     Ok(out)
+}
+
+/// Writes a config for a local cluster and returns its path.
+pub fn write_cluster_config(
+    dir: &Path,
+    hosters: &[HosterProcess],
+    k: usize,
+    m: usize,
+    segment_size_bytes: u64,
+) -> Result<PathBuf> {
+    let path = dir.join("archiver.toml");
+    let file = ConfigFile {
+        master_key: archiver::MasterKey::generate().to_hex().to_string(),
+        data_dir: "node".into(),
+        segment_size_bytes,
+        data_shards: k,
+        parity_shards: m,
+        min_parity: 1,
+        durability: Default::default(),
+        compression: Default::default(),
+        client: ClientSection::default(),
+        hosters: hosters.iter().map(HosterProcess::entry).collect(),
+    };
+    file.write_new(&path)?;
+    Ok(path)
+}
+
+/// A running local cluster: hoster processes, the config that names them, and the archive opened on
+/// it with the hosters' namespaces prepared.
+pub struct LocalCluster {
+    pub hosters: Vec<HosterProcess>,
+    pub config: PathBuf,
+    pub archive: archiver::Archive,
+}
+
+/// Starts `n` hosters (this executable's `hoster` command) over `domains` failure domains under
+/// `dir`, writes a k+m config for them and opens the archive.
+pub async fn start_cluster(
+    dir: &Path,
+    n: usize,
+    domains: usize,
+    k: usize,
+    m: usize,
+) -> Result<LocalCluster> {
+    let exe = std::env::current_exe().context("find own executable")?;
+    let hosters = start_hosters(&exe, &dir.join("hosters"), n, domains)?;
+    let config = write_cluster_config(
+        dir,
+        &hosters,
+        k,
+        m,
+        archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
+    )?;
+    let archive = config_file::open_archive(&config)?;
+    if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
+        bail!("hoster {name} could not be prepared: {e}");
+    }
+    Ok(LocalCluster {
+        hosters,
+        config,
+        archive,
+    })
 }

@@ -8,36 +8,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use archiver::RestoreFormat;
 
-use crate::cluster::{self, HosterProcess};
-use crate::config_file::{self, ClientSection, ConfigFile};
+use crate::cluster;
+use crate::config_file;
 use crate::ingest::{self, SYNTHETIC_MARKER};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Writes a config for a local cluster and returns its path.
-pub fn write_cluster_config(
-    dir: &Path,
-    hosters: &[HosterProcess],
-    k: usize,
-    m: usize,
-    segment_size_bytes: u64,
-) -> Result<PathBuf> {
-    let path = dir.join("archiver.toml");
-    let file = ConfigFile {
-        master_key: archiver::MasterKey::generate().to_hex().to_string(),
-        data_dir: "node".into(),
-        segment_size_bytes,
-        data_shards: k,
-        parity_shards: m,
-        min_parity: 1,
-        durability: Default::default(),
-        compression: Default::default(),
-        client: ClientSection::default(),
-        hosters: hosters.iter().map(HosterProcess::entry).collect(),
-    };
-    file.write_new(&path)?;
-    Ok(path)
-}
 
 /// Counts files under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Result<usize> {
@@ -74,12 +49,11 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         }
     };
     println!("work directory: {}", dir.display());
-    let mut hosters = cluster::start_hosters(
-        &std::env::current_exe().context("find own executable")?,
-        &dir.join("hosters"),
-        6,
-        3,
-    )?;
+    let cluster::LocalCluster {
+        mut hosters,
+        config,
+        mut archive,
+    } = cluster::start_cluster(&dir, 6, 3, 4, 2).await?;
     println!(
         "started 6 embedded hosters on loopback: {}",
         hosters
@@ -88,17 +62,6 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let config = write_cluster_config(
-        &dir,
-        &hosters,
-        4,
-        2,
-        archiver::config::SEGMENT_SIZE_BYTES_DEFAULT,
-    )?;
-    let mut archive = config_file::open_archive(&config)?;
-    if let Some((name, e)) = archive.prepare_hosters().await.into_iter().next() {
-        bail!("hoster {name} could not be prepared: {e}");
-    }
 
     println!("ingesting {mib} MiB of synthetic Substrate blocks (4 data + 2 parity shards per segment)...");
     let started = Instant::now();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use archiver_cli::cluster::start_hosters;
-use archiver_cli::demo::write_cluster_config;
+use archiver_cli::cluster::write_cluster_config;
 use rand::{Rng, SeedableRng};
 
 const EXE: &str = env!("CARGO_BIN_EXE_archiver");

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use archiver::{Archive, RestoreFormat};
+use archiver_cli::cluster::write_cluster_config;
 use archiver_cli::cluster::{start_hosters, HosterProcess};
-use archiver_cli::demo::{files_containing, write_cluster_config};
+use archiver_cli::demo::files_containing;
 use archiver_cli::ingest::{ingest_synthetic, SYNTHETIC_MARKER};
 
 const EXE: &str = env!("CARGO_BIN_EXE_archiver");
