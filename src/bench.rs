@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use archiver::RestoreFormat;
 
 use crate::cluster;
 use crate::config_file;
@@ -99,19 +98,9 @@ async fn run_one(
         let config = config.clone();
         let out = dir.join(label);
         async move {
-            let remote = config_file::open_remote(&config)?;
-            let t = Instant::now();
-            let r = archiver::restore(
-                &remote,
-                None,
-                None,
-                &out,
-                RestoreFormat::Segments,
-                |_, _, _| {},
-            )
-            .await
-            .with_context(|| format!("restore ({label})"))?;
-            let secs = t.elapsed().as_secs_f64();
+            let (r, secs) = config_file::restore_fresh(&config, &out)
+                .await
+                .with_context(|| format!("restore ({label})"))?;
             std::fs::remove_dir_all(&out).with_context(|| format!("remove {}", out.display()))?;
             Ok::<f64, anyhow::Error>(r.bytes as f64 / 1e6 / secs)
         }

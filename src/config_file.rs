@@ -219,6 +219,23 @@ pub fn open_remote(config: &Path) -> Result<archiver::RemoteArchive> {
     ))
 }
 
+/// Restores the whole history into `out` as a fresh machine would (config alone), timed.
+pub async fn restore_fresh(config: &Path, out: &Path) -> Result<(archiver::RestoreReport, f64)> {
+    let remote = open_remote(config)?;
+    let started = std::time::Instant::now();
+    let report = archiver::restore(
+        &remote,
+        None,
+        None,
+        out,
+        archiver::RestoreFormat::Segments,
+        |_, _, _| {},
+    )
+    .await
+    .context("restore")?;
+    Ok((report, started.elapsed().as_secs_f64()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

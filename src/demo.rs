@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use archiver::RestoreFormat;
 
 use crate::cluster;
 use crate::config_file;
@@ -97,25 +96,13 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         .collect::<Result<_>>()?;
     println!("killed 2 hosters with SIGKILL: {}", killed.join(", "));
 
-    // A fresh machine: only the config file (master key + hoster list), no local data.
-    let remote = config_file::open_remote(&config)?;
     let out = dir.join("restored");
     println!(
         "restoring the whole history from the 4 surviving hosters into {} ...",
         out.display()
     );
-    let started = Instant::now();
-    let restored = archiver::restore(
-        &remote,
-        None,
-        None,
-        &out,
-        RestoreFormat::Segments,
-        |_, _, _| {},
-    )
-    .await
-    .context("restore")?;
-    let restore_secs = started.elapsed().as_secs_f64();
+    // A fresh machine: only the config file (master key + hoster list), no local data.
+    let (restored, restore_secs) = config_file::restore_fresh(&config, &out).await?;
 
     let mut compared = 0u64;
     for sealed in archive.store().sealed_all()? {
