@@ -182,7 +182,7 @@ pub fn encode_segment(
         mine.and(other)
     })
     .map_err(|e| ArchiveError::Codec(format!("reed-solomon encode: {e:?}")))?;
-    let shard_roots = shard_roots(&shards);
+    let shard_roots = shard_roots(&shards)?;
     let manifest = Manifest {
         segment: id.segment,
         data_shards: k as u8,
@@ -208,7 +208,7 @@ pub fn encode_segment(
 }
 
 /// Merkle roots of all shards, computed on both cores: hashing is the codec's costliest stage.
-fn shard_roots(shards: &[Vec<u8>]) -> Vec<[u8; 32]> {
+fn shard_roots(shards: &[Vec<u8>]) -> Result<Vec<[u8; 32]>> {
     let half = shards.len().div_ceil(2);
     let (a, b) = shards.split_at(half);
     std::thread::scope(|s| {
@@ -216,9 +216,9 @@ fn shard_roots(shards: &[Vec<u8>]) -> Vec<[u8; 32]> {
         let mut second: Vec<[u8; 32]> = b.iter().map(|x| prover::shard_root(x)).collect();
         let mut roots = first
             .join()
-            .unwrap_or_else(|_| a.iter().map(|x| prover::shard_root(x)).collect());
+            .map_err(|_| ArchiveError::Task("shard hashing thread panicked".into()))?;
         roots.append(&mut second);
-        roots
+        Ok(roots)
     })
 }
 

@@ -461,23 +461,19 @@ impl BlockLog {
             .file
             .sync_all()
             .map_err(|e| ArchiveError::io("sync sealed segment", &path, e))?;
-        let (header, first, last) = {
-            let mut header = [0u8; SEGMENT_HEADER_BYTES];
-            active
-                .file
-                .read_exact_at(&mut header, 0)
-                .map_err(|e| ArchiveError::io("read segment header", &path, e))?;
-            let header = SegmentHeader::decode(&header).map_err(|reason| {
-                ArchiveError::SegmentFileCorrupt {
-                    path: path.clone(),
-                    offset: 0,
-                    reason,
-                }
-            })?;
-            let first = header.first_number;
-            let last = self.head.last.map(|l| l.0).unwrap_or(first);
-            (header, first, last)
-        };
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        active
+            .file
+            .read_exact_at(&mut header, 0)
+            .map_err(|e| ArchiveError::io("read segment header", &path, e))?;
+        let first = SegmentHeader::decode(&header)
+            .map_err(|reason| ArchiveError::SegmentFileCorrupt {
+                path: path.clone(),
+                offset: 0,
+                reason,
+            })?
+            .first_number;
+        let last = self.head.last.map(|l| l.0).unwrap_or(first);
         let hashes = self.store.hashes_in(first, last)?;
         let segment_hash = hash_file(&path, active.len)?;
         let sealed = SealedSegment {
@@ -490,7 +486,6 @@ impl BlockLog {
             segment_hash,
             blocks_root: prover::merkle_root(&hashes),
         };
-        let _ = header;
         let mut head = self.head;
         head.active = None;
         let mut batch = Batch::default();

@@ -134,9 +134,8 @@ pub async fn restore(
     while let Some(item) = fetched.next().await {
         let (meta, plain, read): (SegmentMeta, Vec<u8>, ReadReport) = item?;
         let m = &meta.manifest;
-        // Only link across segments when the previous one was restored too.
-        let link = prev_last.filter(|_| report.segments > 0);
-        let records = verify_segment_blocks(&meta, &plain, link)?;
+        // Linked across segments once a previous one was restored (None for the first).
+        let records = verify_segment_blocks(&meta, &plain, prev_last)?;
         prev_last = Some(m.last_hash);
         match format {
             RestoreFormat::Segments => {
