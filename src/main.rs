@@ -8,7 +8,7 @@ use archiver::RestoreFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use archiver_cli::config_file::{self, open_archive, ConfigFile};
-use archiver_cli::{bench, demo, ingest};
+use archiver_cli::{bench, chain, demo, ingest};
 
 #[derive(Parser)]
 #[command(
@@ -120,6 +120,86 @@ enum Command {
         /// Work directory (a temporary one by default, removed at the end).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Run the reference PoA node (Aura + GRANDPA-style finality, transfers, state in RocksDB),
+    /// archiving in-process to the config's archive and pruning behind it.
+    Node {
+        /// Node data directory (its RocksDB).
+        #[arg(long)]
+        data: PathBuf,
+        /// JSON-RPC address, WebSocket and HTTP (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:9944")]
+        rpc: std::net::SocketAddr,
+        /// Number of authorities (development keys derived from the chain name).
+        #[arg(long, default_value_t = 4)]
+        authorities: u32,
+        #[arg(long, default_value = "poa-dev")]
+        chain: String,
+        /// Slot length; 0 authors as fast as possible (tests, benchmarks).
+        #[arg(long, default_value_t = 6000)]
+        block_time_ms: u64,
+        /// A GRANDPA justification every this many blocks.
+        #[arg(long, default_value_t = 1)]
+        justification_period: u32,
+        /// Newest blocks whose bodies always stay local.
+        #[arg(long, default_value_t = 1000)]
+        retention: u64,
+        /// Development load: transfers between the endowed accounts per block.
+        #[arg(long, default_value_t = 4)]
+        transfers_per_block: u32,
+        /// Stop authoring at this block (keeps serving RPC).
+        #[arg(long)]
+        stop_at: Option<u64>,
+        /// Run without the archive plugin (then nothing is ever pruned).
+        #[arg(long)]
+        no_archive: bool,
+        /// Verified segments kept as local files.
+        #[arg(long, default_value_t = 2)]
+        keep_local_segments: u64,
+        /// History read cache bound.
+        #[arg(long, default_value_t = 256)]
+        cache_mib: usize,
+        /// Import finalized blocks from this node (ws://HOST:PORT) instead of authoring.
+        #[arg(long)]
+        follow: Option<String>,
+        /// Before starting, sync the database from the archive's hosters.
+        #[arg(long, requires = "trusted_hash")]
+        sync_from_archive: bool,
+        /// Hash the sync must find in the archived chain (genesis or a recent finalized block).
+        #[arg(long)]
+        trusted_hash: Option<String>,
+    },
+    /// Archive a node reached only over JSON-RPC (finalized blocks, gaps filled, reconnecting).
+    Follow {
+        /// ws://HOST:PORT of the node.
+        #[arg(long)]
+        node: String,
+        /// Stop once this block is archived.
+        #[arg(long)]
+        stop_at: Option<u64>,
+        /// At the end, seal the open segment and wait until everything is dispersed and verified.
+        #[arg(long)]
+        flush: bool,
+    },
+    /// Serve the archived history over Substrate-compatible JSON-RPC (reads the archive beside a
+    /// running node or follower).
+    Rpc {
+        #[arg(long, default_value = "127.0.0.1:9945")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 256)]
+        cache_mib: usize,
+    },
+    /// New validator: rebuild and verify a node database from the hosters (config + trusted hash).
+    Sync {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        trusted_hash: String,
+        #[arg(long, default_value_t = 1000)]
+        retention: u64,
+        /// Print `progress <blocks> <last>` lines (for scripts; the bar shows on a terminal).
+        #[arg(long)]
+        print_progress: bool,
     },
     /// Throughput and memory figures against the single-stage limits measured in the same run.
     Bench {
@@ -397,6 +477,73 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { mib, dir } => demo::run(mib, dir).await,
+        Command::Node {
+            data,
+            rpc,
+            authorities,
+            chain: name,
+            block_time_ms,
+            justification_period,
+            retention,
+            transfers_per_block,
+            stop_at,
+            no_archive,
+            keep_local_segments,
+            cache_mib,
+            follow,
+            sync_from_archive,
+            trusted_hash,
+        } => {
+            let trusted = match (sync_from_archive, trusted_hash) {
+                (true, Some(h)) => Some(chain::parse_hash(&h)?),
+                _ => None,
+            };
+            let spec = node_plugin::node::ChainSpec {
+                name,
+                authorities,
+                accounts: node_plugin::node::ChainSpec::dev(authorities).accounts,
+                justification_period,
+            };
+            chain::run_node(
+                &cli.config,
+                chain::NodeArgs {
+                    data,
+                    rpc,
+                    spec,
+                    block_time_ms,
+                    retention,
+                    transfers_per_block,
+                    stop_at,
+                    archive: !no_archive,
+                    keep_local_segments,
+                    cache_mib,
+                    follow,
+                    sync_from_archive: trusted,
+                },
+            )
+            .await
+        }
+        Command::Follow {
+            node,
+            stop_at,
+            flush,
+        } => chain::run_follow(&cli.config, &node, stop_at, flush).await,
+        Command::Rpc { listen, cache_mib } => chain::run_rpc(&cli.config, listen, cache_mib).await,
+        Command::Sync {
+            data,
+            trusted_hash,
+            retention,
+            print_progress,
+        } => {
+            chain::run_sync(
+                &cli.config,
+                &data,
+                chain::parse_hash(&trusted_hash)?,
+                retention,
+                print_progress,
+            )
+            .await
+        }
         Command::Bench {
             mib,
             dir,

@@ -431,6 +431,103 @@ impl Disperser {
         Ok(())
     }
 
+    /// The read-back check that pruning waits for. For each dispersed segment not yet verified, in
+    /// order: its manifest must come back from the hosters identical to the local one, and every
+    /// one of its k+m shards must be read back and match its Merkle root. A segment failing the
+    /// check gets one repair attempt (rebuild lost shards on other hosters) and is checked again on
+    /// the next call. Returns the new `verified_next`: segments below it may be pruned locally.
+    pub async fn verify_dispersed(&self) -> Result<u64> {
+        let store = self.store().clone();
+        let mut next = store.verified_next()?;
+        let dispersed = store.dispersed_next()?;
+        while next < dispersed {
+            let _one_at_a_time = self.inner.lock.lock().await;
+            let segment = next;
+            let manifest = store
+                .manifest(segment)?
+                .ok_or_else(|| ArchiveError::ManifestChain {
+                    segment,
+                    reason: "dispersed but no manifest stored locally".into(),
+                })?;
+            let placement =
+                store
+                    .placement(segment)?
+                    .ok_or_else(|| ArchiveError::PlacementCorrupt {
+                        segment,
+                        reason: "missing".into(),
+                    })?;
+            let remote = self.inner.remote.segment_meta(segment).await?;
+            if remote.manifest != manifest {
+                return Err(ArchiveError::ManifestChain {
+                    segment,
+                    reason: "the manifest read back from the hosters differs from the local one"
+                        .into(),
+                });
+            }
+            let lost = self.lost_shards(&manifest, &placement, true).await;
+            if !lost.is_empty() {
+                let repaired = self
+                    .repair_segment(&manifest, placement, &lost)
+                    .await
+                    .map(|(_, r)| r.len())
+                    .unwrap_or(0);
+                return Err(ArchiveError::SegmentCorrupt {
+                    segment,
+                    reason: format!(
+                        "read-back found {} of {} shards lost or failing their roots ({repaired} rebuilt elsewhere; checked again next pass)",
+                        lost.len(),
+                        manifest.shards_total()
+                    ),
+                });
+            }
+            next = segment + 1;
+            let mut batch = Batch::default();
+            store.put_verified_next(&mut batch, next)?;
+            store.commit_synced(batch)?;
+            tracing::debug!(segment, "read back and verified");
+        }
+        Ok(next)
+    }
+
+    /// Deletes local segment files that the hosters provably hold (verified), keeping the newest
+    /// `keep` verified ones for fast local reads. Returns the first segment still kept locally.
+    pub fn prune_local_segments(&self, keep: u64) -> Result<u64> {
+        let store = self.store();
+        let from = store.local_segments_pruned_below()?;
+        let until = store.verified_next()?.saturating_sub(keep);
+        if until <= from {
+            return Ok(from);
+        }
+        // Record first, delete after: a crash in between leaves files that are merely unused,
+        // never a catalog pointing at local files that are gone without the record saying so.
+        let mut batch = Batch::default();
+        store.put_local_segments_pruned_below(&mut batch, until)?;
+        store.commit_synced(batch)?;
+        for segment in from..until {
+            let path = self.inner.segments_dir.join(segment_file_name(segment));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ArchiveError::io("delete pruned segment", &path, e)),
+            }
+        }
+        Ok(until)
+    }
+
+    /// First block that is not yet safe to delete anywhere but the archive: every block below it
+    /// lies in a sealed segment that was dispersed, read back and verified (see
+    /// [`verify_dispersed`](Self::verify_dispersed)).
+    pub fn safe_prune_watermark(&self) -> Result<u64> {
+        let verified = self.store().verified_next()?;
+        if verified == 0 {
+            return Ok(0);
+        }
+        Ok(self
+            .store()
+            .sealed(verified - 1)?
+            .map_or(0, |s| s.last_number + 1))
+    }
+
     /// Brings every dispersed segment back to k+m shards: a shard counts as lost when its hoster is
     /// unknown, down, or no longer has it (or, with `verify`, returns bytes failing the Merkle root).
     /// Lost shards are rebuilt from k good ones and stored on hosters holding no shard of the

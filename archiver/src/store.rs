@@ -35,6 +35,8 @@ const META_KEY_CHECK: &[u8] = b"key_check";
 const META_LOG_HEAD: &[u8] = b"log_head";
 const META_DISPERSED: &[u8] = b"dispersed_next";
 const META_PRUNED: &[u8] = b"pruned";
+const META_VERIFIED: &[u8] = b"verified_next";
+const META_LOCAL_PRUNED: &[u8] = b"local_segments_pruned_below";
 
 /// Where a block's record sits in the local log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +175,8 @@ pub struct Batch(WriteBatch);
 /// The local RocksDB database.
 pub struct Store {
     db: DB,
+    /// Opened as a RocksDB secondary (read-only follower of another process's primary).
+    secondary: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,7 +197,35 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(ArchiveError::db("open"))?;
-        Ok(Arc::new(Self { db }))
+        Ok(Arc::new(Self {
+            db,
+            secondary: false,
+        }))
+    }
+
+    /// Opens the store read-only beside the process that owns it (RocksDB secondary instance,
+    /// its own info logs in `scratch`), so a history RPC server can read an archive while the
+    /// node or follower keeps appending. [`catch_up`](Self::catch_up) picks up their writes.
+    pub fn open_secondary(path: &Path, scratch: &Path) -> Result<Arc<Self>> {
+        let mut opts = Options::default();
+        // Secondaries must keep every file open: the primary may delete them meanwhile.
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_as_secondary(&opts, path, scratch, CFS)
+            .map_err(ArchiveError::db("open secondary"))?;
+        Ok(Arc::new(Self {
+            db,
+            secondary: true,
+        }))
+    }
+
+    /// Replays the primary's new writes into a secondary store; a no-op on a primary.
+    pub fn catch_up(&self) -> Result<()> {
+        if self.secondary {
+            self.db
+                .try_catch_up_with_primary()
+                .map_err(ArchiveError::db("catch up with primary"))?;
+        }
+        Ok(())
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
@@ -387,6 +419,38 @@ impl Store {
     /// Blocks below this number have been pruned from the node (set by the node integration).
     pub fn pruned_below(&self) -> Result<u64> {
         self.get_u64(META_PRUNED)
+    }
+
+    pub fn put_pruned_below(&self, batch: &mut Batch, number: u64) -> Result<()> {
+        batch
+            .0
+            .put_cf(self.cf(CF_META)?, META_PRUNED, number.to_le_bytes());
+        Ok(())
+    }
+
+    /// Segments `< verified_next` were read back from the hosters after dispersal with all k+m
+    /// shards matching their roots and the manifest replicated: what the prune watermark follows.
+    pub fn verified_next(&self) -> Result<u64> {
+        self.get_u64(META_VERIFIED)
+    }
+
+    pub fn put_verified_next(&self, batch: &mut Batch, next: u64) -> Result<()> {
+        batch
+            .0
+            .put_cf(self.cf(CF_META)?, META_VERIFIED, next.to_le_bytes());
+        Ok(())
+    }
+
+    /// Local segment files `< this` were deleted after verification (read from the hosters).
+    pub fn local_segments_pruned_below(&self) -> Result<u64> {
+        self.get_u64(META_LOCAL_PRUNED)
+    }
+
+    pub fn put_local_segments_pruned_below(&self, batch: &mut Batch, segment: u64) -> Result<()> {
+        batch
+            .0
+            .put_cf(self.cf(CF_META)?, META_LOCAL_PRUNED, segment.to_le_bytes());
+        Ok(())
     }
 
     fn get_u64(&self, key: &[u8]) -> Result<u64> {

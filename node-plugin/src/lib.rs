@@ -12,7 +12,15 @@
 //! the follower that fetches finalized blocks from a node's JSON-RPC, and the hooks that let a
 //! node prune block bodies once the archive holds them.
 
+pub mod chain_db;
+pub mod consensus;
+pub mod follow;
+pub mod node;
+pub mod plugin;
+pub mod rpc;
+pub mod runtime;
 pub mod substrate;
+pub mod sync;
 pub mod synthetic;
 
 pub use substrate::{

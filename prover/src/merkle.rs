@@ -35,6 +35,36 @@ pub fn merkle_root(leaves: &[Hash32]) -> Hash32 {
         .unwrap_or([0; 32])
 }
 
+/// Merkle path proving `leaves[index]` under [`merkle_root`]`(leaves)` (rs_merkle proof hashes,
+/// bottom-up). Empty when `index` is out of range.
+pub fn inclusion_proof(leaves: &[Hash32], index: usize) -> Vec<Hash32> {
+    if index >= leaves.len() {
+        return Vec::new();
+    }
+    MerkleTree::<Blake3Hasher>::from_leaves(leaves)
+        .proof(&[index])
+        .proof_hashes()
+        .to_vec()
+}
+
+/// Checks an [`inclusion_proof`]: `leaf` is entry `index` of a list of `leaves_len` hashes whose
+/// root is `root`.
+pub fn verify_inclusion(
+    root: &Hash32,
+    leaf: &Hash32,
+    index: usize,
+    leaves_len: usize,
+    proof: &[Hash32],
+) -> bool {
+    index < leaves_len
+        && rs_merkle::MerkleProof::<Blake3Hasher>::new(proof.to_vec()).verify(
+            *root,
+            &[index],
+            &[*leaf],
+            leaves_len,
+        )
+}
+
 /// Root of a whole shard held in memory. Same value as feeding it through [`ChunkTreeBuilder`].
 pub fn shard_root(bytes: &[u8]) -> Hash32 {
     let mut builder = ChunkTreeBuilder::new();
@@ -104,6 +134,25 @@ impl ChunkTreeBuilder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inclusion_proofs_verify_and_reject_other_leaves() {
+        let leaves: Vec<Hash32> = (0..37u8).map(|i| [i; 32]).collect();
+        let root = merkle_root(&leaves);
+        for i in [0usize, 1, 17, 36] {
+            let proof = inclusion_proof(&leaves, i);
+            assert!(verify_inclusion(&root, &leaves[i], i, leaves.len(), &proof));
+            assert!(!verify_inclusion(&root, &[99; 32], i, leaves.len(), &proof));
+            assert!(!verify_inclusion(
+                &root,
+                &leaves[i],
+                i,
+                leaves.len() + 1,
+                &proof
+            ));
+        }
+        assert!(inclusion_proof(&leaves, 37).is_empty());
+    }
 
     #[test]
     fn incremental_equals_whole() {

@@ -1,0 +1,258 @@
+//! The archive's read path for single blocks: the local log while its segment file is kept, else
+//! the segment fetched from the hosters (verified like a restore) into a bounded cache. Concurrent
+//! readers of one segment share a single reconstruction. The history RPC and the mount read here.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use crate::error::{ArchiveError, Result};
+use crate::log::segment_file_name;
+use crate::record::{scan_record, BlockRecord, RecordScan};
+use crate::remote::{RemoteArchive, SegmentMeta};
+use crate::store::{Location, Store};
+
+/// Default bound of the segment cache: a few default-size segments, far below a validator's RAM.
+pub const HISTORY_CACHE_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
+
+type Shared = Arc<OnceCell<std::result::Result<Arc<Vec<u8>>, String>>>;
+
+/// Counters a server or a bench reads.
+#[derive(Debug, Default)]
+pub struct HistoryStats {
+    pub local_reads: AtomicU64,
+    pub cache_hits: AtomicU64,
+    /// Segments reconstructed from the hosters.
+    pub remote_segments: AtomicU64,
+}
+
+/// Reads archived blocks wherever they are.
+pub struct HistoryReader {
+    store: Arc<Store>,
+    segments_dir: PathBuf,
+    remote: RemoteArchive,
+    cache_bytes_max: usize,
+    cache: Mutex<Lru>,
+    inflight: Mutex<HashMap<u64, Shared>>,
+    pub stats: HistoryStats,
+}
+
+impl std::fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryReader")
+            .field("segments_dir", &self.segments_dir)
+            .field("cache_bytes_max", &self.cache_bytes_max)
+            .finish()
+    }
+}
+
+/// Least-recently-used segments, newest at the back; small (cache / segment size entries).
+#[derive(Default)]
+struct Lru {
+    entries: VecDeque<(u64, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+impl Lru {
+    fn get(&mut self, segment: u64) -> Option<Arc<Vec<u8>>> {
+        let at = self.entries.iter().position(|(s, _)| *s == segment)?;
+        let entry = self.entries.remove(at)?;
+        let data = entry.1.clone();
+        self.entries.push_back(entry);
+        Some(data)
+    }
+
+    fn put(&mut self, segment: u64, data: Arc<Vec<u8>>, max: usize) {
+        if data.len() > max || self.entries.iter().any(|(s, _)| *s == segment) {
+            return;
+        }
+        while self.bytes + data.len() > max {
+            match self.entries.pop_front() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += data.len();
+        self.entries.push_back((segment, data));
+    }
+}
+
+impl HistoryReader {
+    pub fn new(
+        store: Arc<Store>,
+        segments_dir: PathBuf,
+        remote: RemoteArchive,
+        cache_bytes_max: usize,
+    ) -> Self {
+        Self {
+            store,
+            segments_dir,
+            remote,
+            cache_bytes_max,
+            cache: Mutex::new(Lru::default()),
+            inflight: Mutex::new(HashMap::new()),
+            stats: HistoryStats::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn remote(&self) -> &RemoteArchive {
+        &self.remote
+    }
+
+    /// Bytes held by the segment cache now (never above the bound given to `new`).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().map(|c| c.bytes).unwrap_or(0)
+    }
+
+    /// Drops every cached segment (benchmarks measure cold reads this way).
+    pub fn clear_cache(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            *c = Lru::default();
+        }
+    }
+
+    /// The archived block `number`, or None when the archive has no such block.
+    pub async fn block(&self, number: u64) -> Result<Option<BlockRecord>> {
+        let Some(loc) = self.store.location(number)? else {
+            return Ok(None);
+        };
+        if loc.segment >= self.store.local_segments_pruned_below()? {
+            if let Some(rec) = self.read_local(number, &loc)? {
+                self.stats.local_reads.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(rec));
+            }
+        }
+        let segment = self.segment(loc.segment).await?;
+        let start = loc.offset as usize;
+        let bytes = segment
+            .get(start..start + loc.len as usize)
+            .ok_or_else(|| ArchiveError::SegmentCorrupt {
+                segment: loc.segment,
+                reason: format!("block {number} lies beyond the segment's end"),
+            })?;
+        check_record(bytes, number, &loc).map(Some)
+    }
+
+    /// Reads from the local segment file; None when the file is gone (pruned meanwhile).
+    fn read_local(&self, number: u64, loc: &Location) -> Result<Option<BlockRecord>> {
+        let path = self.segments_dir.join(segment_file_name(loc.segment));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ArchiveError::io("open segment", &path, e)),
+        };
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| ArchiveError::io("read block", &path, e))?;
+        check_record(&buf, number, loc).map(Some)
+    }
+
+    /// A segment's verified plaintext from the cache or the hosters. Concurrent callers for the
+    /// same segment wait for one reconstruction.
+    pub async fn segment(&self, segment: u64) -> Result<Arc<Vec<u8>>> {
+        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(segment)) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let cell: Shared = {
+            let mut inflight = self
+                .inflight
+                .lock()
+                .map_err(|_| ArchiveError::Task("history in-flight map poisoned".into()))?;
+            inflight.entry(segment).or_default().clone()
+        };
+        let result = cell
+            .get_or_init(|| async {
+                let fetched = self.fetch(segment).await;
+                if let Ok(data) = &fetched {
+                    self.stats.remote_segments.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.put(segment, data.clone(), self.cache_bytes_max);
+                    }
+                }
+                fetched.map_err(|e| e.to_string())
+            })
+            .await
+            .clone();
+        if let Ok(mut inflight) = self.inflight.lock() {
+            if inflight
+                .get(&segment)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell))
+            {
+                inflight.remove(&segment);
+            }
+        }
+        result.map_err(|reason| ArchiveError::SegmentCorrupt { segment, reason })
+    }
+
+    async fn fetch(&self, segment: u64) -> Result<Arc<Vec<u8>>> {
+        // The local manifest is authoritative (it was checked when written); the hosters'
+        // placement may be newer after a repair, so prefer theirs when it is for the same manifest.
+        let meta = match (
+            self.store.manifest(segment)?,
+            self.store.placement(segment)?,
+        ) {
+            (Some(manifest), Some(placement)) => {
+                match self.remote.segment_meta_opt(segment).await {
+                    Ok(Some(r)) if r.manifest == manifest => r,
+                    _ => SegmentMeta {
+                        manifest,
+                        placement,
+                    },
+                }
+            }
+            _ => self.remote.segment_meta(segment).await?,
+        };
+        let (plain, _) = self.remote.read_segment(&meta).await?;
+        Ok(Arc::new(plain))
+    }
+}
+
+fn check_record(bytes: &[u8], number: u64, loc: &Location) -> Result<BlockRecord> {
+    let bad = |reason: String| ArchiveError::SegmentCorrupt {
+        segment: loc.segment,
+        reason,
+    };
+    match scan_record(bytes) {
+        RecordScan::Complete { record, .. }
+            if record.number == number && record.hash == loc.hash =>
+        {
+            Ok(record)
+        }
+        RecordScan::Complete { record, .. } => Err(bad(format!(
+            "catalog entry of block {number} points at block {}",
+            record.number
+        ))),
+        RecordScan::Incomplete => Err(bad(format!("block {number} truncated"))),
+        RecordScan::Invalid(reason) => Err(bad(format!("block {number}: {reason}"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lru_stays_within_its_bound() {
+        let mut lru = Lru::default();
+        for s in 0..10u64 {
+            lru.put(s, Arc::new(vec![0; 40]), 100);
+            assert!(lru.bytes <= 100);
+        }
+        assert_eq!(lru.entries.len(), 2);
+        assert!(lru.get(9).is_some());
+        assert!(lru.get(0).is_none());
+        lru.put(99, Arc::new(vec![0; 101]), 100);
+        assert!(lru.get(99).is_none());
+    }
+}

@@ -1,0 +1,964 @@
+//! The reference Proof-of-Authority node: authors Aura blocks of signed transfers with all the
+//! authority keys of a development network, finalizes them with GRANDPA-style justifications,
+//! keeps the current state in RocksDB, hands every finalized block to its plugin and prunes old
+//! bodies only below the plugin's watermark. A non-authoring node imports finalized blocks from
+//! elsewhere (the archive, another node) through the same verifier that a sync uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parity_scale_codec::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::chain_db::{BlockBytes, ChainDb, ChainDbError, StateChanges, StoredBlock};
+use crate::consensus::{Authorities, ConsensusError};
+use crate::runtime::{self, dev_account, State, Transfer, TransferError};
+use crate::substrate::{
+    blake2_256, extrinsics_root, Block, Digest, DigestItem, GrandpaJustification, Hash, Header,
+    Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID,
+};
+
+/// State key of the chain spec (JSON) in the genesis state: whoever holds the genesis state
+/// (a syncing node, the archive) knows the chain's parameters.
+pub const CHAIN_SPEC_KEY: &[u8] = b":chain_spec";
+/// Transactions waiting in the pool at most; submissions beyond are refused (memory bound).
+pub const POOL_TRANSACTIONS_MAX: usize = 8192;
+/// Transactions one block takes at most.
+pub const BLOCK_TRANSACTIONS_MAX: usize = 1024;
+/// Buffered head notifications per subscriber before a slow subscriber starts missing some
+/// (followers fill gaps by number, so a miss costs nothing but a fetch).
+pub const HEAD_CHANNEL_CAPACITY: usize = 1024;
+
+/// Parameters fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSpec {
+    /// Chain name; also the seed of the development keys.
+    pub name: String,
+    pub authorities: u32,
+    /// Endowed development accounts.
+    pub accounts: u32,
+    /// A justification every this many blocks (1 = every block).
+    pub justification_period: u32,
+}
+
+impl ChainSpec {
+    pub fn dev(authorities: u32) -> Self {
+        Self {
+            name: "poa-dev".into(),
+            authorities,
+            accounts: 16,
+            justification_period: 1,
+        }
+    }
+
+    /// The genesis state and header.
+    pub fn genesis(&self) -> (BTreeMap<Vec<u8>, Vec<u8>>, Header) {
+        let auth = Authorities::dev(&self.name, self.authorities);
+        let mut state =
+            runtime::genesis_state(&self.name, &self.name, auth.public_keys(), self.accounts);
+        state.insert(
+            CHAIN_SPEC_KEY.to_vec(),
+            serde_json::to_vec(self).unwrap_or_default(),
+        );
+        let header = Header {
+            parent_hash: [0; 32],
+            number: 0,
+            state_root: runtime::state_root(&state),
+            extrinsics_root: extrinsics_root(&[]),
+            digest: Digest::default(),
+        };
+        (state, header)
+    }
+}
+
+/// Node errors; each names its block or transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Db(#[from] ChainDbError),
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    #[error("invalid transaction: {0}")]
+    InvalidTransaction(#[from] TransferError),
+    #[error("transaction pool full ({POOL_TRANSACTIONS_MAX} waiting)")]
+    PoolFull,
+    #[error("block {number}: {reason}")]
+    InvalidBlock { number: u64, reason: String },
+    #[error("plugin: {0}")]
+    Plugin(String),
+    #[error("node data: {0}")]
+    Setup(String),
+}
+
+/// A finalized block as the node hands it to its plugin.
+#[derive(Clone, Copy, Debug)]
+pub struct FinalizedBlock<'a> {
+    pub number: u64,
+    pub hash: Hash,
+    pub parent_hash: Hash,
+    /// SCALE `Block` (header ‖ extrinsics).
+    pub block: &'a [u8],
+    /// SCALE `Justifications`, when this block carries any.
+    pub justifications: Option<&'a [u8]>,
+    /// The state entries this block wrote (the whole genesis state for block 0).
+    pub changes: &'a [(Vec<u8>, Vec<u8>)],
+}
+
+/// What a node needs from the thing it feeds (the archive, in-process).
+pub trait FinalityPlugin: Send {
+    /// The first block the plugin does not hold yet; on start the node replays from there.
+    fn next_needed(&self) -> u64;
+    /// Takes one finalized block; blocks come in order, each exactly once per run.
+    fn on_finalized(&mut self, block: &FinalizedBlock<'_>) -> Result<(), String>;
+    /// Blocks below this number may be deleted from the node: the archive provably holds them.
+    fn prune_watermark(&self) -> u64;
+}
+
+/// Where the node reads bodies it has pruned (the archive's read path).
+#[async_trait::async_trait]
+pub trait HistorySource: Send + Sync {
+    /// The archived block bytes and justifications, or None when not archived.
+    async fn block(&self, number: u64) -> Result<Option<BlockBytes>, String>;
+}
+
+/// Node settings beyond the chain spec.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub spec: ChainSpec,
+    /// 0 = author the next block as soon as the last one is done (tests, benchmarks).
+    pub block_time_ms: u64,
+    /// Bodies and justifications of the newest `retention` blocks are always kept locally.
+    pub retention: u64,
+    /// Development load: transfers between the endowed accounts put in each block.
+    pub transfers_per_block: u32,
+    /// Stop authoring after this block (None: run until stopped).
+    pub stop_at: Option<u64>,
+}
+
+struct ChainState {
+    state: State,
+    best: (u64, Hash, Header),
+    finalized: (u64, Hash),
+    /// Finalized blocks not yet handed to the plugin start here.
+    plugin_next: u64,
+    /// Next transfer nonce the development load generator uses per account.
+    load_round: u64,
+}
+
+#[derive(Default)]
+struct Pool {
+    txs: Vec<Transfer>,
+    /// Per sender: transfers waiting and amount they spend.
+    pending: BTreeMap<[u8; 32], (u64, u128)>,
+}
+
+struct NodeInner {
+    cfg: NodeConfig,
+    db: ChainDb,
+    spec: ChainSpec,
+    genesis: Hash,
+    authorities: Authorities,
+    chain: Mutex<ChainState>,
+    pool: Mutex<Pool>,
+    new_heads: broadcast::Sender<Header>,
+    finalized_heads: broadcast::Sender<Header>,
+    plugin: Mutex<Option<Box<dyn FinalityPlugin>>>,
+    history: Option<Arc<dyn HistorySource>>,
+    stop: AtomicBool,
+}
+
+/// A running node (cheap to clone).
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("data_dir", &self.inner.cfg.data_dir)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a node lock is a bug; keep serving rather than cascade panics.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn decode_header(number: u64, bytes: &[u8]) -> Result<Header, NodeError> {
+    Header::from_bytes(bytes).map_err(|e| NodeError::InvalidBlock {
+        number,
+        reason: e.to_string(),
+    })
+}
+
+impl Node {
+    /// Opens the node's database, creating genesis from `cfg.spec` on first start (a stored spec
+    /// wins over `cfg.spec` afterwards), then replays finalized blocks the plugin lacks.
+    pub fn open(
+        cfg: NodeConfig,
+        plugin: Option<Box<dyn FinalityPlugin>>,
+        history: Option<Arc<dyn HistorySource>>,
+    ) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| NodeError::Setup(format!("create {}: {e}", cfg.data_dir.display())))?;
+        let db = ChainDb::open(&cfg.data_dir.join("chain"))?;
+        let spec = match db.spec()? {
+            Some(raw) => serde_json::from_slice::<ChainSpec>(&raw)
+                .map_err(|e| NodeError::Setup(format!("stored chain spec: {e}")))?,
+            None => {
+                let (genesis_state, header) = cfg.spec.genesis();
+                let changes: Vec<(Vec<u8>, Vec<u8>)> = genesis_state.into_iter().collect();
+                let hash = header.hash();
+                let spec_json = serde_json::to_vec(&cfg.spec)
+                    .map_err(|e| NodeError::Setup(format!("encode chain spec: {e}")))?;
+                db.put_block(
+                    &StoredBlock {
+                        number: 0,
+                        hash,
+                        header: &header.encode(),
+                        body: &Vec::<Vec<u8>>::new().encode(),
+                        justifications: None,
+                        changes: &changes,
+                        keep_body: true,
+                    },
+                    Some((0, hash)),
+                    Some(&spec_json),
+                )?;
+                cfg.spec.clone()
+            }
+        };
+        Self::start(cfg, spec, db, plugin, history)
+    }
+
+    /// Opens a node whose database was filled by a sync (genesis already imported).
+    fn start(
+        cfg: NodeConfig,
+        spec: ChainSpec,
+        db: ChainDb,
+        plugin: Option<Box<dyn FinalityPlugin>>,
+        history: Option<Arc<dyn HistorySource>>,
+    ) -> Result<Self, NodeError> {
+        let state = State {
+            entries: db.state()?,
+        };
+        let authorities = match runtime::authorities_in(&state.entries) {
+            Some(keys) if keys.len() == spec.authorities as usize => {
+                let dev = Authorities::dev(&spec.name, spec.authorities);
+                if dev.public_keys() == keys.as_slice() {
+                    dev
+                } else {
+                    Authorities::from_public(keys)
+                }
+            }
+            _ => {
+                return Err(NodeError::Setup(
+                    "genesis state has no valid authority set".into(),
+                ))
+            }
+        };
+        let (best_n, best_h) = db
+            .best()?
+            .ok_or_else(|| NodeError::Setup("no best block".into()))?;
+        let best_header = decode_header(
+            best_n,
+            &db.header(best_n)?
+                .ok_or_else(|| NodeError::Setup(format!("best block {best_n} has no header")))?,
+        )?;
+        let genesis_header = decode_header(
+            0,
+            &db.header(0)?
+                .ok_or_else(|| NodeError::Setup("no genesis header".into()))?,
+        )?;
+        let finalized = db.finalized()?.unwrap_or((0, genesis_header.hash()));
+        let plugin_next = plugin.as_ref().map_or(finalized.0 + 1, |p| p.next_needed());
+        let node = Self {
+            inner: Arc::new(NodeInner {
+                genesis: genesis_header.hash(),
+                chain: Mutex::new(ChainState {
+                    state,
+                    best: (best_n, best_h, best_header),
+                    finalized,
+                    plugin_next,
+                    load_round: 0,
+                }),
+                pool: Mutex::new(Pool::default()),
+                new_heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
+                finalized_heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
+                plugin: Mutex::new(plugin),
+                history,
+                stop: AtomicBool::new(false),
+                authorities,
+                spec,
+                db,
+                cfg,
+            }),
+        };
+        // The plugin may be behind the node after a crash: hand it what it lacks.
+        {
+            let mut chain = lock(&node.inner.chain);
+            node.feed_plugin(&mut chain)?;
+        }
+        Ok(node)
+    }
+
+    pub fn spec(&self) -> &ChainSpec {
+        &self.inner.spec
+    }
+
+    pub fn genesis_hash(&self) -> Hash {
+        self.inner.genesis
+    }
+
+    pub fn authorities(&self) -> &Authorities {
+        &self.inner.authorities
+    }
+
+    pub fn db(&self) -> &ChainDb {
+        &self.inner.db
+    }
+
+    pub fn best(&self) -> (u64, Hash) {
+        let c = lock(&self.inner.chain);
+        (c.best.0, c.best.1)
+    }
+
+    pub fn finalized(&self) -> (u64, Hash) {
+        lock(&self.inner.chain).finalized
+    }
+
+    pub fn state_root(&self) -> Hash {
+        lock(&self.inner.chain).state.root()
+    }
+
+    /// The current state (a copy).
+    pub fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        lock(&self.inner.chain).state.entries.clone()
+    }
+
+    pub fn history(&self) -> Option<&Arc<dyn HistorySource>> {
+        self.inner.history.as_ref()
+    }
+
+    pub fn subscribe_new_heads(&self) -> broadcast::Receiver<Header> {
+        self.inner.new_heads.subscribe()
+    }
+
+    pub fn subscribe_finalized(&self) -> broadcast::Receiver<Header> {
+        self.inner.finalized_heads.subscribe()
+    }
+
+    /// Asks a running `run_author` or follower loop to return.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// The plugin's current prune watermark (0 without a plugin).
+    pub fn prune_watermark(&self) -> u64 {
+        lock(&self.inner.plugin)
+            .as_ref()
+            .map_or(0, |p| p.prune_watermark())
+    }
+
+    /// Validates a transfer against the current state and the pool, then queues it. Returns the
+    /// extrinsic hash (BLAKE2b-256 of its bytes).
+    pub fn submit(&self, extrinsic: &[u8]) -> Result<Hash, NodeError> {
+        let t = Transfer::decode_exact(extrinsic)?;
+        let chain = lock(&self.inner.chain);
+        let mut pool = lock(&self.inner.pool);
+        if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
+            return Err(NodeError::PoolFull);
+        }
+        let pending = pool.pending.get(&t.from).copied().unwrap_or((0, 0));
+        chain
+            .state
+            .check_transfer(&self.inner.genesis, &t, pending)?;
+        let entry = pool.pending.entry(t.from).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += t.amount;
+        pool.txs.push(t);
+        Ok(blake2_256(extrinsic))
+    }
+
+    /// Development load: `transfers_per_block` transfers between endowed accounts.
+    fn generate_load(&self, chain: &mut ChainState) {
+        let n = self.inner.cfg.transfers_per_block;
+        let accounts = self.inner.spec.accounts.max(2);
+        for _ in 0..n {
+            let round = chain.load_round;
+            chain.load_round += 1;
+            let from = (round % accounts as u64) as u32;
+            let to = ((round / accounts as u64 + 1 + from as u64) % accounts as u64) as u32;
+            if from == to {
+                continue;
+            }
+            let key = dev_account(&self.inner.spec.name, from);
+            let to_pk = dev_account(&self.inner.spec.name, to)
+                .verifying_key()
+                .to_bytes();
+            let from_pk = key.verifying_key().to_bytes();
+            let nonce = {
+                let pool = lock(&self.inner.pool);
+                chain.state.account(&from_pk).nonce + pool.pending.get(&from_pk).map_or(0, |p| p.0)
+            };
+            let t = Transfer::signed(
+                &key,
+                &self.inner.genesis,
+                to_pk,
+                1 + round as u128 % 1000,
+                nonce,
+            );
+            let bytes = t.encode();
+            let mut pool = lock(&self.inner.pool);
+            if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
+                return;
+            }
+            let entry = pool.pending.entry(from_pk).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += t.amount;
+            drop(pool);
+            debug_assert_eq!(bytes.len(), runtime::TRANSFER_BYTES);
+            lock(&self.inner.pool).txs.push(t);
+        }
+    }
+
+    /// Authors one block on top of the best block (and finalizes when its number is a multiple
+    /// of the justification period). Returns its number.
+    pub fn produce_block(&self) -> Result<u64, NodeError> {
+        let mut chain = lock(&self.inner.chain);
+        self.generate_load(&mut chain);
+        let (parent_n, parent_h, parent_header) = chain.best.clone();
+        let number = parent_n + 1;
+        let parent_slot = parent_header.digest.aura_slot().unwrap_or(0);
+        let slot = match self.inner.cfg.block_time_ms {
+            0 => parent_slot + 1,
+            t => (now_ms() / t).max(parent_slot + 1),
+        };
+        let txs: Vec<Transfer> = {
+            let mut pool = lock(&self.inner.pool);
+            let take = pool.txs.len().min(BLOCK_TRANSACTIONS_MAX);
+            let txs: Vec<Transfer> = pool.txs.drain(..take).collect();
+            for t in &txs {
+                if let Some(p) = pool.pending.get_mut(&t.from) {
+                    p.0 = p.0.saturating_sub(1);
+                    p.1 = p.1.saturating_sub(t.amount);
+                    if p.0 == 0 {
+                        pool.pending.remove(&t.from);
+                    }
+                }
+            }
+            txs
+        };
+        // Transactions invalidated since submission (e.g. by another in this block) are dropped.
+        let mut extrinsics = Vec::with_capacity(txs.len());
+        let mut next_state = chain.state.clone();
+        for t in txs {
+            let x = t.encode();
+            let mut trial = next_state.clone();
+            if trial
+                .apply_block(&self.inner.genesis, std::slice::from_ref(&x))
+                .is_ok()
+            {
+                next_state = trial;
+                extrinsics.push(x);
+            }
+        }
+        let mut state = chain.state.clone();
+        let changes = state
+            .apply_block(&self.inner.genesis, &extrinsics)
+            .map_err(|(i, e)| NodeError::InvalidBlock {
+                number,
+                reason: format!("extrinsic {i}: {e}"),
+            })?;
+        let mut header = Header {
+            parent_hash: parent_h,
+            number: u32::try_from(number).map_err(|_| NodeError::InvalidBlock {
+                number,
+                reason: "block number exceeds u32".into(),
+            })?,
+            state_root: state.root(),
+            extrinsics_root: extrinsics_root(&extrinsics),
+            digest: Digest {
+                logs: vec![DigestItem::PreRuntime(
+                    AURA_ENGINE_ID,
+                    slot.to_le_bytes().to_vec(),
+                )],
+            },
+        };
+        self.inner.authorities.seal(&mut header, slot)?;
+        let hash = header.hash();
+        let justifications = (number % self.inner.spec.justification_period.max(1) as u64 == 0)
+            .then(|| {
+                let j = self.inner.authorities.justify(hash, header.number, number);
+                Justifications(vec![(GRANDPA_ENGINE_ID, j.encode())]).encode()
+            });
+        let body = extrinsics.encode();
+        let finalized = justifications.as_ref().map(|_| (number, hash));
+        self.inner.db.put_block(
+            &StoredBlock {
+                number,
+                hash,
+                header: &header.encode(),
+                body: &body,
+                justifications: justifications.as_deref(),
+                changes: &changes,
+                keep_body: true,
+            },
+            finalized,
+            None,
+        )?;
+        chain.state = state;
+        chain.best = (number, hash, header.clone());
+        let _ = self.inner.new_heads.send(header.clone());
+        if let Some(f) = finalized {
+            chain.finalized = f;
+            self.feed_plugin(&mut chain)?;
+            let _ = self.inner.finalized_heads.send(header);
+            self.prune(&chain)?;
+        }
+        Ok(number)
+    }
+
+    /// Hands finalized blocks the plugin has not seen to it, in order.
+    fn feed_plugin(&self, chain: &mut ChainState) -> Result<(), NodeError> {
+        let mut plugin = lock(&self.inner.plugin);
+        let Some(plugin) = plugin.as_mut() else {
+            chain.plugin_next = chain.finalized.0 + 1;
+            return Ok(());
+        };
+        while chain.plugin_next <= chain.finalized.0 {
+            let n = chain.plugin_next;
+            let missing = |what: &str| {
+                NodeError::Plugin(format!(
+                "the plugin needs block {n} but the node no longer has its {what} (pruned below {})",
+                self.inner.db.pruned_below().unwrap_or(0)
+            ))
+            };
+            let header = self.inner.db.header(n)?.ok_or_else(|| missing("header"))?;
+            let body = self.inner.db.body(n)?.ok_or_else(|| missing("body"))?;
+            let changes = self
+                .inner
+                .db
+                .changes(n)?
+                .ok_or_else(|| missing("state changes"))?;
+            let justifications = self.inner.db.justifications(n)?;
+            let h = decode_header(n, &header)?;
+            let mut block = header;
+            block.extend_from_slice(&body);
+            plugin
+                .on_finalized(&FinalizedBlock {
+                    number: n,
+                    hash: h.hash(),
+                    parent_hash: h.parent_hash,
+                    block: &block,
+                    justifications: justifications.as_deref(),
+                    changes: &changes,
+                })
+                .map_err(NodeError::Plugin)?;
+            chain.plugin_next = n + 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes bodies below min(plugin watermark, finalized − retention + 1). Without a plugin
+    /// nothing is pruned: no one else would keep the history.
+    fn prune(&self, chain: &ChainState) -> Result<(), NodeError> {
+        let watermark = self.prune_watermark();
+        let retained_from = (chain.finalized.0 + 1).saturating_sub(self.inner.cfg.retention);
+        let below = watermark.min(retained_from).min(chain.plugin_next);
+        if below > self.inner.db.pruned_below()? {
+            self.inner.db.prune(below)?;
+        }
+        Ok(())
+    }
+
+    /// Re-checks the prune watermark (the archive advances it in the background).
+    pub fn prune_now(&self) -> Result<u64, NodeError> {
+        let chain = lock(&self.inner.chain);
+        self.prune(&chain)?;
+        Ok(self.inner.db.pruned_below()?)
+    }
+
+    /// Authors blocks until stopped or `stop_at` is reached, one per slot.
+    pub fn run_author(&self) -> Result<(), NodeError> {
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            if let Some(stop_at) = self.inner.cfg.stop_at {
+                if self.best().0 >= stop_at {
+                    // Keep pruning as the archive catches up, until asked to stop.
+                    self.prune_now()?;
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            let t = self.inner.cfg.block_time_ms;
+            if let Some(slot) = now_ms().checked_div(t) {
+                let now = now_ms();
+                let next_slot_at = ((slot + 1) * t).max(now);
+                std::thread::sleep(Duration::from_millis(next_slot_at - now));
+            }
+            self.produce_block()?;
+        }
+    }
+
+    /// Verifies and imports a finalized block made elsewhere (a follower node, a sync).
+    pub fn import_finalized(
+        &self,
+        block_bytes: &[u8],
+        justifications: Option<&[u8]>,
+        keep_body: bool,
+    ) -> Result<u64, NodeError> {
+        let mut chain = lock(&self.inner.chain);
+        let (best_n, best_h, _) = chain.best.clone();
+        let mut state = chain.state.clone();
+        let checked = check_block(
+            &self.inner.authorities,
+            &self.inner.genesis,
+            (best_n, best_h),
+            &mut state,
+            block_bytes,
+            justifications,
+        )?;
+        let number = best_n + 1;
+        let header_len = checked.header.encoded_size();
+        let keep = keep_body;
+        self.inner.db.put_block(
+            &StoredBlock {
+                number,
+                hash: checked.hash,
+                header: &block_bytes[..header_len],
+                body: &block_bytes[header_len..],
+                justifications,
+                changes: &checked.changes,
+                keep_body: keep,
+            },
+            Some((number, checked.hash)),
+            None,
+        )?;
+        chain.state = state;
+        chain.best = (number, checked.hash, checked.header.clone());
+        chain.finalized = (number, checked.hash);
+        if keep {
+            self.feed_plugin(&mut chain)?;
+        } else {
+            chain.plugin_next = number + 1;
+        }
+        let _ = self.inner.new_heads.send(checked.header.clone());
+        let _ = self.inner.finalized_heads.send(checked.header);
+        self.prune(&chain)?;
+        Ok(number)
+    }
+
+    /// The header at `number` (headers are never pruned).
+    pub fn header(&self, number: u64) -> Result<Option<Header>, NodeError> {
+        self.inner
+            .db
+            .header(number)?
+            .map(|b| decode_header(number, &b))
+            .transpose()
+    }
+
+    pub fn number_of(&self, hash: &Hash) -> Result<Option<u64>, NodeError> {
+        Ok(self.inner.db.number_by_hash(hash)?)
+    }
+
+    /// The block bytes and justifications held locally (None when pruned or unknown).
+    pub fn local_block(&self, number: u64) -> Result<Option<BlockBytes>, NodeError> {
+        let (Some(header), Some(body)) =
+            (self.inner.db.header(number)?, self.inner.db.body(number)?)
+        else {
+            return Ok(None);
+        };
+        let mut block = header;
+        block.extend_from_slice(&body);
+        Ok(Some((block, self.inner.db.justifications(number)?)))
+    }
+}
+
+/// A block that passed [`check_block`].
+#[derive(Debug)]
+pub struct CheckedBlock {
+    pub header: Header,
+    pub hash: Hash,
+    pub extrinsics: Vec<Vec<u8>>,
+    pub changes: StateChanges,
+    pub justified: bool,
+}
+
+/// Full verification of the block after `parent`: SCALE well-formed, number and parent hash
+/// follow, extrinsics root, Aura seal by the slot's author, justification (if any) by a
+/// supermajority, and execution reaching the header's state root. `state` is advanced on success.
+pub fn check_block(
+    authorities: &Authorities,
+    genesis: &Hash,
+    parent: (u64, Hash),
+    state: &mut State,
+    block_bytes: &[u8],
+    justifications: Option<&[u8]>,
+) -> Result<CheckedBlock, NodeError> {
+    let number = parent.0 + 1;
+    let bad = |reason: String| NodeError::InvalidBlock { number, reason };
+    let block = Block::from_bytes(block_bytes).map_err(|e| bad(e.to_string()))?;
+    let header = block.header;
+    if u64::from(header.number) != number {
+        return Err(bad(format!("its header says number {}", header.number)));
+    }
+    if header.parent_hash != parent.1 {
+        return Err(bad(format!(
+            "parent hash 0x{} is not block {}'s hash 0x{}",
+            hex::encode(header.parent_hash),
+            parent.0,
+            hex::encode(parent.1)
+        )));
+    }
+    if extrinsics_root(&block.extrinsics) != header.extrinsics_root {
+        return Err(bad(
+            "extrinsics do not match the header's extrinsics root".into()
+        ));
+    }
+    authorities.check_seal(&header)?;
+    let hash = header.hash();
+    let mut justified = false;
+    if let Some(j) = justifications {
+        let js = Justifications::from_bytes(j).map_err(|e| bad(e.to_string()))?;
+        if let Some(frnk) = js.get(GRANDPA_ENGINE_ID) {
+            let gj = GrandpaJustification::from_bytes(frnk).map_err(|e| bad(e.to_string()))?;
+            authorities.check_justification(&gj, &hash, header.number)?;
+            justified = true;
+        }
+    }
+    let mut next = state.clone();
+    let changes = next
+        .apply_block(genesis, &block.extrinsics)
+        .map_err(|(i, e)| bad(format!("extrinsic {i}: {e}")))?;
+    let root = next.root();
+    if root != header.state_root {
+        return Err(bad(format!(
+            "executing it gives state root 0x{}, the header says 0x{}",
+            hex::encode(root),
+            hex::encode(header.state_root)
+        )));
+    }
+    *state = next;
+    Ok(CheckedBlock {
+        header,
+        hash,
+        extrinsics: block.extrinsics,
+        changes,
+        justified,
+    })
+}
+
+/// Checks a genesis block and its full state (as archived with block 0): returns the state, the
+/// spec and the authority set it defines.
+pub fn check_genesis(
+    block_bytes: &[u8],
+    genesis_state: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(State, ChainSpec, Authorities, Hash), NodeError> {
+    let bad = |reason: String| NodeError::InvalidBlock { number: 0, reason };
+    let block = Block::from_bytes(block_bytes).map_err(|e| bad(e.to_string()))?;
+    if block.header.number != 0 || !block.extrinsics.is_empty() {
+        return Err(bad("not a genesis block".into()));
+    }
+    let state = State {
+        entries: genesis_state.iter().cloned().collect(),
+    };
+    if state.root() != block.header.state_root {
+        return Err(bad(
+            "the archived genesis state does not match the genesis state root".into(),
+        ));
+    }
+    let spec: ChainSpec = state
+        .entries
+        .get(CHAIN_SPEC_KEY)
+        .and_then(|raw| serde_json::from_slice(raw).ok())
+        .ok_or_else(|| bad("genesis state has no chain spec".into()))?;
+    let keys = runtime::authorities_in(&state.entries)
+        .ok_or_else(|| bad("genesis state has no authority set".into()))?;
+    let hash = block.header.hash();
+    Ok((state, spec, Authorities::from_public(keys), hash))
+}
+
+/// Creates a node database from a verified genesis (sync's first step).
+pub fn init_from_genesis(
+    data_dir: &std::path::Path,
+    block_bytes: &[u8],
+    genesis_state: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), NodeError> {
+    let (_, spec, _, hash) = check_genesis(block_bytes, genesis_state)?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| NodeError::Setup(format!("create {}: {e}", data_dir.display())))?;
+    let db = ChainDb::open(&data_dir.join("chain"))?;
+    if db.spec()?.is_some() {
+        return Ok(());
+    }
+    let header = Header::decode(&mut &block_bytes[..]).map_err(|e| NodeError::InvalidBlock {
+        number: 0,
+        reason: e.to_string(),
+    })?;
+    let header_len = header.encoded_size();
+    let spec_json =
+        serde_json::to_vec(&spec).map_err(|e| NodeError::Setup(format!("encode spec: {e}")))?;
+    db.put_block(
+        &StoredBlock {
+            number: 0,
+            hash,
+            header: &block_bytes[..header_len],
+            body: &block_bytes[header_len..],
+            justifications: None,
+            changes: genesis_state,
+            keep_body: true,
+        },
+        Some((0, hash)),
+        Some(&spec_json),
+    )?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path, retention: u64) -> NodeConfig {
+        NodeConfig {
+            data_dir: dir.to_path_buf(),
+            spec: ChainSpec {
+                justification_period: 4,
+                ..ChainSpec::dev(4)
+            },
+            block_time_ms: 0,
+            retention,
+            transfers_per_block: 3,
+            stop_at: None,
+        }
+    }
+
+    struct Recorder {
+        next: u64,
+        watermark: u64,
+        blocks: Arc<Mutex<Vec<(u64, BlockBytes)>>>,
+    }
+
+    impl FinalityPlugin for Recorder {
+        fn next_needed(&self) -> u64 {
+            self.next
+        }
+        fn on_finalized(&mut self, b: &FinalizedBlock<'_>) -> Result<(), String> {
+            assert_eq!(b.number, self.next);
+            self.next += 1;
+            lock(&self.blocks).push((
+                b.number,
+                (b.block.to_vec(), b.justifications.map(<[u8]>::to_vec)),
+            ));
+            Ok(())
+        }
+        fn prune_watermark(&self) -> u64 {
+            self.watermark
+        }
+    }
+
+    #[test]
+    fn authors_finalizes_feeds_plugin_and_prunes_only_below_its_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = Arc::new(Mutex::new(Vec::new()));
+        let plugin = Recorder {
+            next: 0,
+            watermark: 10,
+            blocks: blocks.clone(),
+        };
+        let node = Node::open(cfg(dir.path(), 5), Some(Box::new(plugin)), None).unwrap();
+        for _ in 0..30 {
+            node.produce_block().unwrap();
+        }
+        assert_eq!(node.best().0, 30);
+        assert_eq!(node.finalized().0, 28);
+        let got = lock(&blocks);
+        assert_eq!(got.len(), 29, "genesis..=28 handed over");
+        assert!(got[28].1 .1.is_some() && got[27].1 .1.is_none());
+        // Watermark 10 < retention bound 24: only below 10 pruned.
+        assert_eq!(node.db().pruned_below().unwrap(), 10);
+        assert!(node.local_block(9).unwrap().is_none());
+        assert!(node.local_block(10).unwrap().is_some());
+        assert!(node.header(3).unwrap().is_some());
+
+        // A second node imports the first's finalized blocks through full verification.
+        let dir2 = tempfile::tempdir().unwrap();
+        let genesis_state: Vec<(Vec<u8>, Vec<u8>)> =
+            cfg(dir.path(), 5).spec.genesis().0.into_iter().collect();
+        init_from_genesis(dir2.path(), &got[0].1 .0, &genesis_state).unwrap();
+        let follower = Node::open(cfg(dir2.path(), 1000), None, None).unwrap();
+        for (n, (block, j)) in got.iter().skip(1) {
+            assert_eq!(
+                follower
+                    .import_finalized(block, j.as_deref(), true)
+                    .unwrap(),
+                *n
+            );
+        }
+        assert_eq!(follower.state_root(), {
+            let h = node.header(28).unwrap().unwrap();
+            h.state_root
+        });
+        // A forged block (state root changed, seal no longer valid) is refused with its number.
+        let mut forged = got[5].1 .0.clone();
+        forged[40] ^= 1;
+        let err = follower
+            .import_finalized(&forged, None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block 29"), "{err}");
+    }
+
+    #[test]
+    fn bad_transactions_are_refused_at_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            NodeConfig {
+                transfers_per_block: 0,
+                ..cfg(dir.path(), 5)
+            },
+            None,
+            None,
+        )
+        .unwrap();
+        let alice = dev_account("poa-dev", 0);
+        let bob = dev_account("poa-dev", 1).verifying_key().to_bytes();
+        let ok = Transfer::signed(&alice, &node.genesis_hash(), bob, 5, 0).encode();
+        node.submit(&ok).unwrap();
+        let err = node.submit(&ok).unwrap_err().to_string();
+        assert!(err.contains("nonce"), "{err}");
+        let next = Transfer::signed(&alice, &node.genesis_hash(), bob, 5, 1).encode();
+        node.submit(&next).unwrap();
+        assert!(node
+            .submit(&[1, 2, 3])
+            .unwrap_err()
+            .to_string()
+            .contains("malformed"));
+        node.produce_block().unwrap();
+        let a = State {
+            entries: node.state(),
+        }
+        .account(&alice.verifying_key().to_bytes());
+        assert_eq!(a.nonce, 2);
+    }
+}

@@ -1,0 +1,227 @@
+//! The in-process archive plugin: the node hands it each finalized block (with its state
+//! changes), it appends to the archive log, and a background task disperses sealed segments,
+//! reads them back and verifies them, and only then raises the prune watermark.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use archiver::record::{BlockRecord, StateChange};
+use archiver::{Archive, Disperser, HistoryReader};
+use tokio::sync::Notify;
+
+use crate::node::{FinalityPlugin, FinalizedBlock, HistorySource};
+
+/// How often the background task retries a stalled dispersal or verification: short enough that
+/// pruning resumes within seconds once hosters return, long enough not to spin on dead hosters.
+pub const MAINTENANCE_RETRY_MS: u64 = 1_000;
+
+/// Knobs of the plugin.
+#[derive(Clone, Debug)]
+pub struct ArchivePluginOptions {
+    /// Verified segments kept as local files for fast reads (older ones are read from hosters).
+    pub keep_local_segments: u64,
+    /// Bound of the history read cache.
+    pub history_cache_bytes: usize,
+}
+
+impl Default for ArchivePluginOptions {
+    fn default() -> Self {
+        Self {
+            keep_local_segments: 2,
+            history_cache_bytes: archiver::history::HISTORY_CACHE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// What the background task last saw (for status and tests).
+#[derive(Clone, Debug, Default)]
+pub struct MaintenanceStatus {
+    pub passes: u64,
+    pub last_error: Option<String>,
+    pub watermark: u64,
+}
+
+/// Shared view of a running plugin.
+#[derive(Clone)]
+pub struct ArchivePluginHandle {
+    pub reader: Arc<HistoryReader>,
+    pub watermark: Arc<AtomicU64>,
+    pub status: Arc<Mutex<MaintenanceStatus>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for ArchivePluginHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchivePluginHandle")
+            .field("watermark", &self.watermark.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ArchivePluginHandle {
+    /// Asks the background task for a pass now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn status(&self) -> MaintenanceStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The plugin the node owns.
+pub struct ArchivePlugin {
+    archive: Archive,
+    handle: ArchivePluginHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ArchivePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchivePlugin").finish()
+    }
+}
+
+impl Drop for ArchivePlugin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ArchivePlugin {
+    /// Starts the background maintenance on `rt` and returns the plugin and its handle.
+    pub fn start(
+        archive: Archive,
+        rt: &tokio::runtime::Handle,
+        opts: ArchivePluginOptions,
+    ) -> (Self, ArchivePluginHandle) {
+        let reader = Arc::new(HistoryReader::new(
+            archive.store().clone(),
+            archive.log().dir().to_path_buf(),
+            archive.remote().clone(),
+            opts.history_cache_bytes,
+        ));
+        let disperser = archive.disperser();
+        let initial = disperser.safe_prune_watermark().unwrap_or(0);
+        let handle = ArchivePluginHandle {
+            reader,
+            watermark: Arc::new(AtomicU64::new(initial)),
+            status: Arc::new(Mutex::new(MaintenanceStatus {
+                watermark: initial,
+                ..Default::default()
+            })),
+            wake: Arc::new(Notify::new()),
+        };
+        let task = rt.spawn(maintain(
+            disperser,
+            handle.clone(),
+            opts.keep_local_segments,
+        ));
+        handle.wake();
+        (
+            Self {
+                archive,
+                handle: handle.clone(),
+                task,
+            },
+            handle,
+        )
+    }
+
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// The archive, for a follower that appends itself (see `follow::ArchiveSink`).
+    pub fn archive_mut(&mut self) -> &mut Archive {
+        &mut self.archive
+    }
+}
+
+async fn maintain(disperser: Disperser, handle: ArchivePluginHandle, keep: u64) {
+    loop {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(MAINTENANCE_RETRY_MS),
+            handle.wake.notified(),
+        )
+        .await;
+        let mut error = None;
+        if let Err(e) = disperser.disperse_pending().await {
+            tracing::warn!(error = %e, "dispersal stalled; pruning waits");
+            error = Some(format!("disperse: {e}"));
+        }
+        if let Err(e) = disperser.verify_dispersed().await {
+            tracing::warn!(error = %e, "read-back verification failed; pruning waits");
+            error.get_or_insert(format!("verify: {e}"));
+        }
+        let watermark = match disperser.safe_prune_watermark() {
+            Ok(w) => w,
+            Err(e) => {
+                error.get_or_insert(format!("watermark: {e}"));
+                handle.watermark.load(Ordering::SeqCst)
+            }
+        };
+        handle.watermark.store(watermark, Ordering::SeqCst);
+        if let Err(e) = disperser.prune_local_segments(keep) {
+            error.get_or_insert(format!("prune local segments: {e}"));
+        }
+        if let Ok(mut s) = handle.status.lock() {
+            s.passes += 1;
+            s.last_error = error;
+            s.watermark = watermark;
+        }
+    }
+}
+
+impl FinalityPlugin for ArchivePlugin {
+    fn next_needed(&self) -> u64 {
+        self.archive.log().last().map_or(0, |(n, _)| n + 1)
+    }
+
+    fn on_finalized(&mut self, b: &FinalizedBlock<'_>) -> Result<(), String> {
+        let record = BlockRecord {
+            number: b.number,
+            hash: b.hash,
+            parent_hash: b.parent_hash,
+            block: b.block.to_vec(),
+            justification: b.justifications.map(<[u8]>::to_vec),
+            changes: b
+                .changes
+                .iter()
+                .map(|(k, v)| StateChange {
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                })
+                .collect(),
+        };
+        let summary = self
+            .archive
+            .log_mut()
+            .append_batch(std::slice::from_ref(&record))
+            .map_err(|e| format!("append block {}: {e}", b.number))?;
+        if !summary.sealed.is_empty() {
+            self.handle.wake();
+        }
+        Ok(())
+    }
+
+    fn prune_watermark(&self) -> u64 {
+        self.handle.watermark.load(Ordering::SeqCst)
+    }
+}
+
+/// The archive's read path as the node's source of pruned bodies.
+#[derive(Debug, Clone)]
+pub struct ArchiveHistory(pub Arc<HistoryReader>);
+
+#[async_trait::async_trait]
+impl HistorySource for ArchiveHistory {
+    async fn block(&self, number: u64) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, String> {
+        self.0
+            .block(number)
+            .await
+            .map(|r| r.map(|r| (r.block, r.justification)))
+            .map_err(|e| e.to_string())
+    }
+}

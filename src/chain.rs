@@ -1,0 +1,302 @@
+//! The chain-facing commands: the reference node (with the archive plugin in-process), the RPC
+//! follower, the history RPC server and new-validator sync. Wiring only: the work is in
+//! `node-plugin` and `archiver`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use node_plugin::node::{ChainSpec, Node, NodeConfig};
+use node_plugin::plugin::{
+    ArchiveHistory, ArchivePlugin, ArchivePluginHandle, ArchivePluginOptions,
+};
+use node_plugin::rpc::{self, ArchiveAccess, Backend};
+
+use crate::config_file::{open_archive, open_remote, ConfigFile};
+
+/// `archiver node` settings.
+#[derive(Clone, Debug)]
+pub struct NodeArgs {
+    pub data: PathBuf,
+    pub rpc: SocketAddr,
+    pub spec: ChainSpec,
+    pub block_time_ms: u64,
+    pub retention: u64,
+    pub transfers_per_block: u32,
+    pub stop_at: Option<u64>,
+    /// Archive in-process (the config's archive).
+    pub archive: bool,
+    pub keep_local_segments: u64,
+    pub cache_mib: usize,
+    /// Import from this node instead of authoring.
+    pub follow: Option<String>,
+    /// Sync from the archive first, trusting this hash.
+    pub sync_from_archive: Option<[u8; 32]>,
+}
+
+pub fn parse_hash(s: &str) -> Result<[u8; 32]> {
+    let b = rpc::unhex(s).map_err(anyhow::Error::msg)?;
+    <[u8; 32]>::try_from(b.as_slice()).map_err(|_| anyhow::anyhow!("{s}: a block hash is 32 bytes"))
+}
+
+async fn plugin_for(
+    config: &Path,
+    keep: u64,
+    cache_mib: usize,
+) -> Result<(ArchivePlugin, ArchivePluginHandle)> {
+    let archive = open_archive(config)?;
+    for (name, e) in archive.prepare_hosters().await {
+        tracing::warn!(hoster = %name, error = %e, "hoster not prepared (dispersal retries)");
+    }
+    Ok(ArchivePlugin::start(
+        archive,
+        &tokio::runtime::Handle::current(),
+        ArchivePluginOptions {
+            keep_local_segments: keep,
+            history_cache_bytes: cache_mib * 1024 * 1024,
+        },
+    ))
+}
+
+/// Runs the node until SIGINT/SIGTERM (or until `stop_at` with a follower).
+pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
+    if let Some(trusted) = args.sync_from_archive {
+        run_sync(config, &args.data, trusted, args.retention, false).await?;
+    }
+    let (plugin, handle) = if args.archive {
+        let (p, h) = plugin_for(config, args.keep_local_segments, args.cache_mib).await?;
+        (Some(p), Some(h))
+    } else {
+        (None, None)
+    };
+    let cfg = NodeConfig {
+        data_dir: args.data.clone(),
+        spec: args.spec.clone(),
+        block_time_ms: args.block_time_ms,
+        retention: args.retention,
+        transfers_per_block: args.transfers_per_block,
+        stop_at: args.stop_at,
+    };
+    let history = handle.as_ref().map(|h| {
+        Arc::new(ArchiveHistory(h.reader.clone())) as Arc<dyn node_plugin::node::HistorySource>
+    });
+    let node = tokio::task::spawn_blocking(move || {
+        Node::open(
+            cfg,
+            plugin.map(|p| Box::new(p) as Box<dyn node_plugin::node::FinalityPlugin>),
+            history,
+        )
+    })
+    .await
+    .context("open node")?
+    .context("open node")?;
+    let backend = Backend {
+        node: Some(node.clone()),
+        archive: handle.as_ref().map(|h| ArchiveAccess {
+            reader: h.reader.clone(),
+        }),
+        chain_name: node.spec().name.clone(),
+    };
+    let (addr, server) = rpc::serve(args.rpc, backend)
+        .await
+        .context("start RPC server")?;
+    println!("genesis 0x{}", hex::encode(node.genesis_hash()));
+    println!("rpc listening on {addr}");
+    let worker = {
+        let node = node.clone();
+        match args.follow.clone() {
+            None => {
+                tokio::task::spawn_blocking(move || node.run_author().map_err(anyhow::Error::from))
+            }
+            Some(url) => tokio::spawn(async move {
+                let mut sink = node_plugin::follow::NodeSink(node);
+                node_plugin::follow::follow(
+                    &url,
+                    &mut sink,
+                    None,
+                    &mut |e| tracing::warn!(error = %e, "following the live node (retrying)"),
+                )
+                .await;
+                Ok(())
+            }),
+        }
+    };
+    let result = tokio::select! {
+        r = worker => r.context("node worker").and_then(|r| r),
+        _ = shutdown_signal() => {
+            node.stop();
+            Ok(())
+        }
+    };
+    let _ = server.stop();
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `archiver follow`: archives a node reached over RPC.
+pub async fn run_follow(config: &Path, url: &str, stop_at: Option<u64>, flush: bool) -> Result<()> {
+    let (mut plugin, handle) = plugin_for(config, u64::MAX, 64).await?;
+    let started = std::time::Instant::now();
+    let wake = handle.clone();
+    let fetched = {
+        let mut sink = node_plugin::follow::ArchiveSink {
+            log: plugin.archive_mut().log_mut(),
+            on_sealed: Box::new(move || wake.wake()),
+        };
+        let mut on_error = |e: &node_plugin::follow::FollowError| tracing::warn!(error = %e, "following the node (reconnecting)");
+        let follow = node_plugin::follow::follow(url, &mut sink, stop_at, &mut on_error);
+        tokio::select! {
+            n = follow => n,
+            _ = shutdown_signal() => 0,
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let last = plugin.archive().log().last().map(|l| l.0);
+    println!(
+        "followed {fetched} blocks in {secs:.2} s ({:.0} blocks/s); archived up to {last:?}",
+        fetched as f64 / secs.max(1e-9)
+    );
+    if flush {
+        plugin
+            .archive_mut()
+            .log_mut()
+            .seal_active()
+            .context("seal segment")?;
+        let store = plugin.archive().store().clone();
+        handle.wake();
+        // Wait until the maintenance task has dispersed and verified every sealed segment.
+        loop {
+            let sealed = store.sealed_all().context("read segments")?.len() as u64;
+            if store.verified_next().context("read watermark")? >= sealed {
+                break;
+            }
+            if let Some(e) = handle.status().last_error {
+                tracing::warn!(error = %e, "waiting for dispersal");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("flushed: every segment dispersed and verified");
+    }
+    Ok(())
+}
+
+/// Opens the config's archive read-only beside its writer, for serving.
+pub fn archive_access(
+    config: &Path,
+    cache_mib: usize,
+) -> Result<(ArchiveAccess, tempfile::TempDir)> {
+    let loaded = ConfigFile::load(config)?;
+    let scratch = tempfile::tempdir().context("create secondary store directory")?;
+    let store =
+        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
+            .context("open archive store (read-only)")?;
+    let remote = open_remote(config)?;
+    let reader = archiver::HistoryReader::new(
+        store,
+        loaded.archive.data_dir.join("segments"),
+        remote,
+        cache_mib * 1024 * 1024,
+    );
+    Ok((
+        ArchiveAccess {
+            reader: Arc::new(reader),
+        },
+        scratch,
+    ))
+}
+
+/// `archiver rpc`: the history RPC over the archive alone.
+pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Result<()> {
+    let (access, _scratch) = archive_access(config, cache_mib)?;
+    let chain_name = access
+        .reader
+        .store()
+        .state(node_plugin::node::CHAIN_SPEC_KEY)
+        .ok()
+        .flatten()
+        .and_then(|raw| serde_json::from_slice::<ChainSpec>(&raw).ok())
+        .map_or_else(|| "unknown".to_string(), |s| s.name);
+    let backend = Backend {
+        node: None,
+        archive: Some(access),
+        chain_name,
+    };
+    let (addr, server) = rpc::serve(listen, backend)
+        .await
+        .context("start RPC server")?;
+    println!("rpc listening on {addr}");
+    shutdown_signal().await;
+    let _ = server.stop();
+    Ok(())
+}
+
+/// `archiver sync`: rebuild a node database from the hosters.
+pub async fn run_sync(
+    config: &Path,
+    data: &Path,
+    trusted: [u8; 32],
+    retention: u64,
+    print_progress: bool,
+) -> Result<()> {
+    let remote = open_remote(config)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "sync {bar:30} {pos}/{len} blocks  {per_sec}  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let report = node_plugin::sync::sync(
+        &remote,
+        &node_plugin::sync::SyncOptions {
+            data_dir: data.to_path_buf(),
+            trusted_hash: trusted,
+            retention,
+        },
+        &mut |blocks, last, bytes| {
+            if print_progress {
+                println!("progress {blocks} {last}");
+            }
+            bar.set_length(last + 1);
+            bar.set_position(blocks);
+            bar.set_message(format!(
+                "{:.1} MB/s",
+                bytes as f64 / 1e6 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let report = report.context("sync from the archive")?;
+    let secs = started.elapsed().as_secs_f64();
+    if report.head == 0 {
+        bail!("sync imported nothing beyond genesis");
+    }
+    println!(
+        "synced {} blocks ({:.1} MB) in {secs:.2} s: {:.0} blocks/s, {:.1} MB/s; resumed from {}; head {} 0x{}; state root 0x{}; trusted hash at block {}",
+        report.blocks,
+        report.bytes as f64 / 1e6,
+        report.blocks as f64 / secs.max(1e-9),
+        report.bytes as f64 / 1e6 / secs.max(1e-9),
+        report.resumed_from,
+        report.head,
+        hex::encode(report.head_hash),
+        hex::encode(report.state_root),
+        report.trusted_number,
+    );
+    Ok(())
+}

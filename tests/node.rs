@@ -1,0 +1,505 @@
+//! The validator's whole story over real sockets: a 4-authority reference node archiving in-process
+//! to 6 embedded hoster processes (retention 1,000) produces ≥ 20,000 blocks of transfers while an
+//! external follower archives the same chain over JSON-RPC; the node keeps only retained bodies;
+//! both archives hold identical block bytes; real clients (polkadot.js, substrate-interface) read
+//! pruned blocks through the node's RPC and the standalone history RPC; with 2 hosters down the
+//! archive's dispersal stalls, the prune watermark stops, a new validator syncs (killed with -9
+//! midway, resumed) to the same state root and follows the live node; hosters return and pruning
+//! resumes.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde_json::{json, Value};
+
+const EXE: &str = env!("CARGO_BIN_EXE_archiver");
+const BLOCKS: u64 = 20_000;
+const RETENTION: u64 = 1_000;
+const SEGMENT_BYTES: u64 = 256 * 1024;
+
+/// A child `archiver` process that prints `rpc listening on ADDR`; SIGTERM'd on drop.
+struct Served {
+    child: Child,
+    addr: String,
+    // Kept so the reader thread keeps draining the child's stdout.
+    _lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(config: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(EXE)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let addr = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("{args:?} never reported its RPC address"));
+            if let Some(a) = line.strip_prefix("rpc listening on ") {
+                break a.to_string();
+            }
+        };
+        Self {
+            child,
+            addr,
+            _lines: lines,
+        }
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    fn client(&self) -> HttpClient {
+        HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(60))
+            .build(format!("http://{}", self.addr))
+            .unwrap()
+    }
+
+    fn terminate(&mut self) {
+        send_signal(&self.child, "-TERM");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send_signal(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status();
+}
+
+async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
+    let mut p = jsonrpsee::core::params::ArrayParams::new();
+    for v in params {
+        p.insert(v).unwrap();
+    }
+    c.request(method, p)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Polls `cond` until it holds (the condition is real state read over RPC, not a timer).
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(c: &HttpClient) -> Value {
+    call(c, "archiver_status", vec![]).await
+}
+
+fn run(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "archiver {args:?} failed:\n{text}");
+    text
+}
+
+fn clients_dir() -> PathBuf {
+    std::env::var_os("POA_CLIENTS_DIR").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/poa-archiver/clients"),
+        PathBuf::from,
+    )
+}
+
+/// Runs both real clients against `ws` for `expected` blocks; panics with their output on failure.
+fn real_clients(ws: &str, expected: &Value, dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let file = dir.join(format!("expected-{}.json", ws.replace([':', '/'], "_")));
+    std::fs::write(&file, expected.to_string()).unwrap();
+    let py = clients_dir().join("venv/bin/python");
+    for (prog, script) in [
+        (PathBuf::from("node"), root.join("polkadot_check.mjs")),
+        (py, root.join("substrate_check.py")),
+    ] {
+        let out = Command::new(&prog)
+            .arg(&script)
+            .arg(ws)
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", prog.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{} failed:\n{stdout}\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let verdict: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        assert_eq!(verdict["ok"], true, "{stdout}");
+        assert_eq!(
+            verdict["checked"].as_u64().unwrap(),
+            expected["blocks"].as_array().unwrap().len() as u64
+        );
+    }
+}
+
+fn restore_blocks(config: &Path, out: &Path) -> Vec<(String, Vec<u8>)> {
+    run(
+        config,
+        &[
+            "restore",
+            "--format",
+            "blocks",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let mut files = Vec::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "block") {
+                files.push((
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs() {
+    let install = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "installing the real clients failed (they come from the npm and PyPI registries):\n{}{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosters: Vec<HosterProcess> = start_hosters(Path::new(EXE), dir.path(), 6, 3).unwrap();
+    std::fs::create_dir_all(dir.path().join("node")).unwrap();
+    std::fs::create_dir_all(dir.path().join("follower")).unwrap();
+    let node_cfg =
+        write_cluster_config(&dir.path().join("node"), &hosters, 4, 2, SEGMENT_BYTES).unwrap();
+    let follow_cfg =
+        write_cluster_config(&dir.path().join("follower"), &hosters, 4, 2, SEGMENT_BYTES).unwrap();
+    let node_data = dir.path().join("node-db");
+    let blocks = BLOCKS.to_string();
+    let retention = RETENTION.to_string();
+    let node_args = |stop: bool, block_time: &str| {
+        let mut a = vec![
+            "node".to_string(),
+            "--data".into(),
+            node_data.to_string_lossy().into_owned(),
+            "--rpc".into(),
+            "127.0.0.1:0".into(),
+            "--authorities".into(),
+            "4".into(),
+            "--block-time-ms".into(),
+            block_time.into(),
+            "--justification-period".into(),
+            "4".into(),
+            "--retention".into(),
+            retention.clone(),
+            "--transfers-per-block".into(),
+            "3".into(),
+        ];
+        if stop {
+            a.extend(["--stop-at".into(), blocks.clone()]);
+        }
+        a
+    };
+    let args: Vec<String> = node_args(true, "0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = Served::start(&node_cfg, &args);
+    let nc = node.client();
+
+    // The external follower archives the same chain while it is being produced.
+    let follower = {
+        let cfg = follow_cfg.clone();
+        let ws = node.ws();
+        let blocks = blocks.clone();
+        std::thread::spawn(move || {
+            run(
+                &cfg,
+                &["follow", "--node", &ws, "--stop-at", &blocks, "--flush"],
+            )
+        })
+    };
+
+    // All blocks produced, and the node pruned everything but the retention window (that needs
+    // the segments holding blocks < 19,001 dispersed, read back and verified).
+    let st = wait_for("20,000 blocks archived and pruned", 600, || {
+        let nc = nc.clone();
+        async move {
+            let s = status(&nc).await;
+            (s["node"]["best"] == json!(BLOCKS)
+                && s["node"]["prunedBelow"] == json!(BLOCKS + 1 - RETENTION))
+            .then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(st["node"]["finalized"], json!(BLOCKS));
+    assert_eq!(st["node"]["bodiesHeld"], json!(RETENTION), "{st}");
+    assert!(st["node"]["pruneWatermark"].as_u64().unwrap() >= BLOCKS + 1 - RETENTION);
+    let follow_out = follower.join().unwrap();
+    assert!(follow_out.contains("flushed"), "{follow_out}");
+
+    // Pruned blocks come back through the node's RPC (from the hosters) and from real clients.
+    let mut expected = Vec::new();
+    for n in [0u64, 1, 2, 3, 777, 5_000, 12_345, 18_999, 19_500, BLOCKS] {
+        let h = call(&nc, "chain_getBlockHash", vec![json!(n)]).await;
+        expected.push(json!({"number": n, "hash": h}));
+    }
+    let expected = json!({"genesis": expected[0]["hash"], "blocks": expected});
+    let block_5000 = call(
+        &nc,
+        "chain_getBlock",
+        vec![expected["blocks"][5]["hash"].clone()],
+    )
+    .await;
+    assert_eq!(
+        block_5000["block"]["extrinsics"].as_array().unwrap().len(),
+        3
+    );
+    real_clients(&node.ws(), &expected, dir.path());
+    // The standalone history RPC over the node's archive (read-only beside the running node).
+    let mut history = Served::start(&node_cfg, &["rpc", "--listen", "127.0.0.1:0"]);
+    real_clients(&history.ws(), &expected, dir.path());
+    let hc = history.client();
+    let archived_header = call(
+        &hc,
+        "chain_getHeader",
+        vec![expected["blocks"][4]["hash"].clone()],
+    )
+    .await;
+    let live_header = call(
+        &nc,
+        "chain_getHeader",
+        vec![expected["blocks"][4]["hash"].clone()],
+    )
+    .await;
+    assert_eq!(archived_header, live_header);
+    let unknown = hc
+        .request::<Value, _>(
+            "chain_getBlock",
+            jsonrpsee::rpc_params!["0x".to_string() + &"ab".repeat(32)],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("4001"), "{unknown}");
+    history.terminate();
+
+    // The node and the follower archived identical block bytes.
+    node.terminate();
+    let a = restore_blocks(&node_cfg, &dir.path().join("restore-node"));
+    let b = restore_blocks(&follow_cfg, &dir.path().join("restore-follower"));
+    assert_eq!(
+        b.len() as u64,
+        BLOCKS + 1,
+        "the follower archived every block"
+    );
+    assert!(
+        a.len() as u64 >= BLOCKS + 1 - RETENTION,
+        "{} dispersed",
+        a.len()
+    );
+    for (name, bytes) in &a {
+        let other = b.binary_search_by(|(n, _)| n.cmp(name)).unwrap();
+        assert_eq!(&b[other].1, bytes, "block file {name} differs");
+    }
+
+    // The node resumes (plugin catches up), authoring slowly; 2 hosters die: dispersal stalls.
+    let args: Vec<String> = node_args(false, "20");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = Served::start(&node_cfg, &args);
+    let nc = node.client();
+    hosters[0].kill().unwrap();
+    hosters[1].kill().unwrap();
+    let stalled = wait_for("a segment sealed that cannot be dispersed", 120, || {
+        let nc = nc.clone();
+        async move {
+            let s = status(&nc).await;
+            let sealed = s["archive"]["segmentsSealed"].as_u64().unwrap();
+            let verified = s["archive"]["verifiedNext"].as_u64().unwrap();
+            (sealed > verified + 1).then_some(s)
+        }
+    })
+    .await;
+    let watermark = stalled["node"]["pruneWatermark"].as_u64().unwrap();
+    assert!(
+        stalled["node"]["prunedBelow"].as_u64().unwrap() <= watermark,
+        "{stalled}"
+    );
+
+    // A new validator syncs from the hosters with 2 down, trusting a recent finalized hash;
+    // killed with -9 midway it resumes, then follows the live node.
+    let trusted = expected["blocks"][6]["hash"].as_str().unwrap().to_string();
+    let sync_data = dir.path().join("validator-2");
+    let mut sync = Command::new(EXE)
+        .arg("--config")
+        .arg(&node_cfg)
+        .args([
+            "sync",
+            "--print-progress",
+            "--trusted-hash",
+            &trusted,
+            "--data",
+        ])
+        .arg(&sync_data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for line in BufReader::new(sync.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done: u64 = line
+            .strip_prefix("progress ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if done > 3_000 {
+            break;
+        }
+    }
+    sync.kill().unwrap();
+    let _ = sync.wait();
+    let sync_data_s = sync_data.to_string_lossy().into_owned();
+    let out = run(
+        &node_cfg,
+        &["sync", "--trusted-hash", &trusted, "--data", &sync_data_s],
+    );
+    let resumed: u64 = out
+        .split("resumed from ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        resumed > 3_000,
+        "the second run resumed from block {resumed}:\n{out}"
+    );
+    let ws = node.ws();
+    let mut validator = Served::start(
+        &node_cfg,
+        &[
+            "node",
+            "--data",
+            &sync_data_s,
+            "--rpc",
+            "127.0.0.1:0",
+            "--no-archive",
+            "--follow",
+            &ws,
+        ],
+    );
+    let vc = validator.client();
+    let target = status(&nc).await["node"]["best"].as_u64().unwrap() + 20;
+    let v = wait_for("the new validator follows past the live head", 300, || {
+        let vc = vc.clone();
+        async move {
+            let s = status(&vc).await;
+            (s["node"]["best"].as_u64().unwrap() >= target).then_some(s)
+        }
+    })
+    .await;
+    let n = v["node"]["best"].as_u64().unwrap();
+    let h2 = call(
+        &vc,
+        "chain_getHeader",
+        vec![call(&vc, "chain_getBlockHash", vec![json!(n)]).await],
+    )
+    .await;
+    let h1 = call(
+        &nc,
+        "chain_getHeader",
+        vec![call(&nc, "chain_getBlockHash", vec![json!(n)]).await],
+    )
+    .await;
+    assert_eq!(h1, h2, "same block {n}, same state root");
+    assert_eq!(
+        call(&vc, "chain_getBlockHash", vec![json!(BLOCKS)]).await,
+        expected["blocks"][9]["hash"]
+    );
+    // While 2 hosters are down the watermark stood still: retention moved on, but nothing at or
+    // above the last verified segment's end was pruned.
+    let s = status(&nc).await;
+    assert_eq!(
+        s["node"]["pruneWatermark"].as_u64().unwrap(),
+        watermark,
+        "{s}"
+    );
+    let pruned = s["node"]["prunedBelow"].as_u64().unwrap();
+    assert!(pruned <= watermark, "{s}");
+    assert!(
+        s["node"]["best"].as_u64().unwrap() + 1 - pruned > RETENTION,
+        "history beyond the retention window is kept while it is not safely archived: {s}"
+    );
+
+    // Hosters return: dispersal and read-back catch up, pruning resumes.
+    hosters[0].restart(Path::new(EXE)).unwrap();
+    hosters[1].restart(Path::new(EXE)).unwrap();
+    wait_for("pruning resumes", 300, || {
+        let nc = nc.clone();
+        async move {
+            let s = status(&nc).await;
+            (s["node"]["prunedBelow"].as_u64().unwrap() > watermark
+                && s["node"]["pruneWatermark"].as_u64().unwrap() > watermark)
+                .then_some(s)
+        }
+    })
+    .await;
+    validator.terminate();
+    node.terminate();
+}
