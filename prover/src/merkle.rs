@@ -143,11 +143,13 @@ mod tests {
             let proof = inclusion_proof(&leaves, i);
             assert!(verify_inclusion(&root, &leaves[i], i, leaves.len(), &proof));
             assert!(!verify_inclusion(&root, &[99; 32], i, leaves.len(), &proof));
+            // The same leaf claimed at another position fails.
+            let other = if i == 0 { 1 } else { i - 1 };
             assert!(!verify_inclusion(
                 &root,
                 &leaves[i],
-                i,
-                leaves.len() + 1,
+                other,
+                leaves.len(),
                 &proof
             ));
         }
