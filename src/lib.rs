@@ -2,6 +2,7 @@
 //! hoster cluster used by `demo`/`bench`, synthetic ingest, and the demo and bench runs themselves.
 
 pub mod bench;
+pub mod bench_chain;
 pub mod chain;
 pub mod cluster;
 pub mod config_file;

@@ -67,7 +67,8 @@ enum Command {
         #[arg(long)]
         sync: bool,
     },
-    /// Append synthetic Substrate blocks (until the node integration lands) and disperse.
+    /// Append synthetic Substrate blocks and disperse (demos, benchmarks, crash tests; a real chain
+    /// is archived by `node` or `follow`).
     Ingest {
         /// Number of blocks to append.
         #[arg(long, value_name = "N")]
@@ -212,6 +213,12 @@ enum Command {
         /// Only measure the single-stage limits.
         #[arg(long)]
         stages_only: bool,
+        /// The node-integration bench instead: follower ingest, sync, history-RPC latency.
+        #[arg(long)]
+        chain: bool,
+        /// Blocks in the chain bench.
+        #[arg(long, default_value_t = 20_000)]
+        blocks: u64,
     },
 }
 
@@ -545,9 +552,16 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Bench {
+            dir,
+            chain: true,
+            blocks,
+            ..
+        } => archiver_cli::bench_chain::run(blocks, dir).await,
+        Command::Bench {
             mib,
             dir,
             stages_only,
+            ..
         } => bench::run(mib, dir, stages_only).await,
     }
 }

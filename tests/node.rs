@@ -213,6 +213,91 @@ fn restore_blocks(config: &Path, out: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// `archive_v1_*`, `archiver_*` and `author_submitExtrinsic` over the node's RPC.
+async fn new_spec_and_extension_methods(nc: &HttpClient, expected: &Value, block_5000: &Value) {
+    let hash = |i: usize| expected["blocks"][i]["hash"].clone();
+    assert_eq!(
+        call(nc, "archive_v1_genesisHash", vec![]).await,
+        expected["genesis"]
+    );
+    assert_eq!(
+        call(nc, "archive_v1_finalizedHeight", vec![]).await,
+        json!(BLOCKS)
+    );
+    assert_eq!(
+        call(nc, "archive_v1_hashByHeight", vec![json!(5_000)]).await,
+        json!([hash(5)])
+    );
+    assert_eq!(
+        call(nc, "archive_v1_hashByHeight", vec![json!(BLOCKS + 1_000)]).await,
+        json!([])
+    );
+    assert_eq!(
+        call(nc, "archive_v1_body", vec![hash(5)]).await,
+        block_5000["block"]["extrinsics"]
+    );
+    let header = call(nc, "archive_v1_header", vec![hash(4)]).await;
+    let raw = node_plugin::rpc::unhex(header.as_str().unwrap()).unwrap();
+    assert_eq!(
+        node_plugin::rpc::hex0x(&node_plugin::blake2_256(&raw)),
+        hash(4).as_str().unwrap()
+    );
+
+    // A pruned block's inclusion proof checks against the blocks root of its segment's manifest.
+    let proof = call(nc, "archiver_inclusionProof", vec![hash(4)]).await;
+    let manifest = call(
+        nc,
+        "archiver_segmentManifest",
+        vec![proof["segment"].clone()],
+    )
+    .await;
+    assert_eq!(proof["blocksRoot"], manifest["blocksRoot"]);
+    let h32 = |v: &Value| -> [u8; 32] {
+        node_plugin::rpc::unhex(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let path: Vec<[u8; 32]> = proof["proof"].as_array().unwrap().iter().map(h32).collect();
+    let (index, leaves) = (
+        proof["index"].as_u64().unwrap() as usize,
+        proof["leaves"].as_u64().unwrap() as usize,
+    );
+    let root = h32(&manifest["blocksRoot"]);
+    assert!(prover::merkle::verify_inclusion(
+        &root,
+        &h32(&hash(4)),
+        index,
+        leaves,
+        &path
+    ));
+    assert!(!prover::merkle::verify_inclusion(
+        &root,
+        &h32(&hash(3)),
+        index,
+        leaves,
+        &path
+    ));
+
+    // Invalid transactions are refused at submission with Substrate's code and a reason.
+    let refuse = |hex: String| async move {
+        nc.request::<Value, _>("author_submitExtrinsic", jsonrpsee::rpc_params![hex])
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    let e = refuse("0x0102".into()).await;
+    assert!(e.contains("1010") && e.contains("malformed"), "{e}");
+    let genesis: [u8; 32] = h32(&expected["genesis"]);
+    let pauper = node_plugin::consensus::dev_signing_key("nobody", "poa-dev", 0);
+    let t = node_plugin::runtime::Transfer::signed(&pauper, &genesis, [1; 32], 5, 0);
+    let e = refuse(node_plugin::rpc::hex0x(
+        &parity_scale_codec::Encode::encode(&t),
+    ))
+    .await;
+    assert!(e.contains("1010") && e.contains("cannot pay"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs() {
     let install = Command::new("bash")
@@ -314,6 +399,7 @@ async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs
         3
     );
     real_clients(&node.ws(), &expected, dir.path());
+    new_spec_and_extension_methods(&nc, &expected, &block_5000).await;
     // The standalone history RPC over the node's archive (read-only beside the running node).
     let mut history = Served::start(&node_cfg, &["rpc", "--listen", "127.0.0.1:0"]);
     real_clients(&history.ws(), &expected, dir.path());

@@ -1,16 +1,17 @@
 //! Chain adapter for Substrate Proof-of-Authority chains (Aura + GRANDPA): the chain-specific
 //! half of the archive, kept out of the chain-agnostic `archiver` library.
 //!
-//! What is here now:
+//! What is here:
 //! - [`substrate`]: the SCALE block format (header, digest items, opaque extrinsics,
 //!   justifications), the BLAKE2b-256 block hash, and decoding of untrusted bytes into typed
-//!   errors. The byte layout and a test vector are in `specs/substrate-block.md`.
-//! - [`synthetic`]: a deterministic, seeded, resumable generator of a realistic synthetic chain
-//!   for demos, tests and benchmarks, with a caller-chosen marker in every block.
-//!
-//! Not here yet (later work, nothing in this crate pretends otherwise): the reference PoA node,
-//! the follower that fetches finalized blocks from a node's JSON-RPC, and the hooks that let a
-//! node prune block bodies once the archive holds them.
+//!   errors (`specs/substrate-block.md`).
+//! - [`synthetic`]: a deterministic, seeded, resumable synthetic chain for demos and benchmarks.
+//! - The reference PoA node: [`consensus`] (Aura seals, GRANDPA-style justifications),
+//!   [`runtime`] (signed transfers, state root), [`chain_db`] (its RocksDB), [`node`] (authoring,
+//!   import, the `FinalityPlugin` hooks and pruning) — `specs/chain.md`.
+//! - [`plugin`]: the in-process archive plugin and its read-back-verified prune watermark.
+//! - [`rpc`]: Substrate-compatible JSON-RPC over the node and the archive; [`follow`]: archiving
+//!   a node reached only over RPC; [`sync`]: new-validator sync from the hosters.
 
 pub mod chain_db;
 pub mod consensus;
