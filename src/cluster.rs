@@ -16,6 +16,8 @@ pub struct HosterProcess {
     pub address: String,
     pub domain: String,
     pub data_dir: PathBuf,
+    /// The hoster's challenge identity (hex public key), as it printed it.
+    pub public_key: Option<String>,
     child: Option<Child>,
 }
 
@@ -28,6 +30,8 @@ impl HosterProcess {
             password: None,
             admin_password: None,
             domain: self.domain.clone(),
+            public_key: self.public_key.clone(),
+            prover: None,
         }
     }
 
@@ -101,17 +105,24 @@ pub fn start_hosters(
             .spawn()
             .context("start hoster process")?;
         let stdout = child.stdout.take().context("hoster stdout")?;
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("read hoster address")?;
+        reader.read_line(&mut line).context("read hoster address")?;
         let Some(address) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             bail!("hoster {i} did not report its address (said {line:?})");
         };
+        let address = address.to_string();
+        let mut id_line = String::new();
+        reader.read_line(&mut id_line).context("read hoster id")?;
+        let public_key = id_line
+            .trim()
+            .strip_prefix("hoster id 0x")
+            .map(str::to_string);
         out.push(HosterProcess {
             name: format!("h{i}"),
-            address: address.to_string(),
+            address,
+            public_key,
             domain: format!("site-{}", (b'a' + (i % domains.max(1)) as u8) as char),
             data_dir,
             child: Some(child),

@@ -171,7 +171,7 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
     let first = parts.next().unwrap_or_default();
     let Some((name, address)) = first.split_once('=') else {
         bail!(
-            "hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]"
+            "hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A][,key=HOSTER_ID][,prover=host:port]"
         );
     };
     let mut entry = HosterEntry {
@@ -181,6 +181,8 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
         password: None,
         admin_password: None,
         domain: "default".into(),
+        public_key: None,
+        prover: None,
     };
     for p in parts {
         match p.split_once('=') {
@@ -188,6 +190,8 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
             Some(("namespace", v)) => entry.namespace = v.into(),
             Some(("password", v)) => entry.password = Some(v.into()),
             Some(("admin", v)) => entry.admin_password = Some(v.into()),
+            Some(("key", v)) => entry.public_key = Some(v.into()),
+            Some(("prover", v)) => entry.prover = Some(v.into()),
             _ => bail!("hoster {s:?}: unknown option {p:?}"),
         }
     }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_chain;
 pub mod chain;
+pub mod challenge;
 pub mod cluster;
 pub mod config_file;
 pub mod demo;

@@ -202,6 +202,45 @@ enum Command {
         #[arg(long)]
         print_progress: bool,
     },
+    /// Prover sidecar beside a hoster running real 0-db (which cannot answer challenges itself):
+    /// answers `PROVE` from the shards in that 0-db, with this hoster's identity.
+    Prover {
+        /// The 0-db to read shards from (host:port).
+        #[arg(long)]
+        zdb: String,
+        /// The shard namespace in that 0-db.
+        #[arg(long, default_value = "poa-archive")]
+        namespace: String,
+        /// Namespace password, if it has one.
+        #[arg(long)]
+        password: Option<String>,
+        /// Where to answer challenges (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        listen: std::net::SocketAddr,
+        /// Directory holding the identity key (created on first start, mode 0600).
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Ask a hoster to prove it still holds a shard (nonce-bound Merkle samples, signed);
+    /// exits non-zero when the proof fails.
+    Challenge {
+        /// Hoster name from the config.
+        #[arg(long)]
+        hoster: String,
+        /// Segment (default: a random one the hoster holds a shard of).
+        #[arg(long)]
+        segment: Option<u64>,
+        /// Shard index within the segment.
+        #[arg(long)]
+        shard: Option<u32>,
+        #[arg(long, default_value_t = archiver::audit::CHALLENGE_SAMPLES_DEFAULT)]
+        samples: u16,
+        /// Responses slower than this fail.
+        #[arg(long, default_value_t = archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT)]
+        deadline_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Throughput and memory figures against the single-stage limits measured in the same run.
     Bench {
         /// MiB of block data per ingest run.
@@ -530,6 +569,63 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Prover {
+            zdb,
+            namespace,
+            password,
+            listen,
+            data,
+        } => {
+            use std::io::Write;
+            let identity = zdb_backend::prove::load_or_create_identity(&data)
+                .with_context(|| format!("load prover identity in {}", data.display()))?;
+            let prover = std::sync::Arc::new(zdb_backend::prove::Prover::new(identity));
+            let client = zdb_backend::ZdbClient::new(
+                zdb_backend::HosterConfig {
+                    address: zdb.clone(),
+                    namespace: namespace.clone(),
+                    password,
+                    admin_password: None,
+                },
+                zdb_backend::ClientOptions::default(),
+            );
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
+            println!(
+                "listening on {}",
+                listener.local_addr().context("local address")?
+            );
+            println!("hoster id 0x{}", hex::encode(prover.id()));
+            std::io::stdout().flush().context("flush stdout")?;
+            tokio::select! {
+                r = zdb_backend::prove::serve_sidecar(listener, prover, client, namespace) => r.context("serve challenges")?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok(())
+        }
+        Command::Challenge {
+            hoster,
+            segment,
+            shard,
+            samples,
+            deadline_ms,
+            json,
+        } => {
+            let outcome = archiver_cli::challenge::challenge(
+                &cli.config,
+                &hoster,
+                archiver_cli::challenge::Target { segment, shard },
+                samples,
+                deadline_ms,
+            )
+            .await?;
+            archiver_cli::challenge::print(&outcome, json);
+            if !outcome.passed() {
+                anyhow::bail!("hoster {hoster} failed the storage challenge");
+            }
+            Ok(())
+        }
         Command::Follow {
             node,
             stop_at,
@@ -620,6 +716,8 @@ async fn run_hoster(
     .await
     .with_context(|| format!("start hoster on {listen} with data in {}", data.display()))?;
     println!("listening on {}", server.local_addr());
+    // Challenge identity: goes into the verifier's config (`key=` of the hoster).
+    println!("hoster id 0x{}", hex::encode(server.hoster_id()));
     std::io::stdout().flush().context("flush stdout")?;
     let shutdown = async {
         let mut term =

@@ -83,6 +83,14 @@ pub struct HosterEntry {
     /// Failure domain (provider, site): shards of one segment spread over as many as possible.
     #[serde(default = "default_domain")]
     pub domain: String,
+    /// The hoster's storage-challenge identity (hex ed25519 public key, as `archiver hoster`
+    /// prints it): responses are verified against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// `host:port` of the prover sidecar (`archiver prover`) for a hoster running real 0-db,
+    /// which cannot answer challenges itself; absent: the hoster answers `PROVE` on its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prover: Option<String>,
 }
 
 /// The archive section of the config file.
@@ -240,6 +248,8 @@ mod tests {
                 password: None,
                 admin_password: None,
                 domain: format!("d{}", i % 3),
+                public_key: None,
+                prover: None,
             })
             .collect()
     }

@@ -17,6 +17,9 @@ pub enum HostError {
     /// A failure produced by a fault-injecting test double.
     #[error("injected fault: {0}")]
     Injected(String),
+    /// The hoster answered, but not with what the call needs.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type HostResult<T> = std::result::Result<T, HostError>;
@@ -40,6 +43,15 @@ pub trait ShardHost: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> HostResult<()>;
     /// Payload bytes stored in the shard namespace.
     async fn stored_bytes(&self) -> HostResult<u64>;
+    /// Answers a storage challenge (specs/challenge.md) for the shard stored under `key`:
+    /// encoded challenge in, encoded response out. Judging the response is the caller's job.
+    async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
+        let _ = (key, challenge);
+        Err(HostError::Refused(format!(
+            "hoster {} does not answer storage challenges",
+            self.name()
+        )))
+    }
 }
 
 /// A hoster reached over the 0-db protocol: shards in a worm namespace (no overwrite, no delete),
@@ -50,6 +62,8 @@ pub struct ZdbHost {
     domain: String,
     shards: ZdbClient,
     meta: ZdbClient,
+    /// The prover sidecar beside a real 0-db, when the hoster cannot answer `PROVE` itself.
+    prover: Option<ZdbClient>,
 }
 
 impl ZdbHost {
@@ -64,7 +78,19 @@ impl ZdbHost {
             name: entry.name.clone(),
             domain: entry.domain.clone(),
             shards: ZdbClient::new(cfg(entry.namespace.clone()), opts.clone()),
-            meta: ZdbClient::new(cfg(format!("{}-meta", entry.namespace)), opts),
+            meta: ZdbClient::new(cfg(format!("{}-meta", entry.namespace)), opts.clone()),
+            // The sidecar only needs the namespace name (SELECT); it holds no passwords.
+            prover: entry.prover.as_ref().map(|address| {
+                ZdbClient::new(
+                    HosterConfig {
+                        address: address.clone(),
+                        namespace: entry.namespace.clone(),
+                        password: None,
+                        admin_password: None,
+                    },
+                    opts,
+                )
+            }),
         }
     }
 }
@@ -90,6 +116,21 @@ impl ShardHost for ZdbHost {
     }
     async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
         Ok(self.shards.get_large(key, len).await?)
+    }
+    async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
+        match self
+            .prover
+            .as_ref()
+            .unwrap_or(&self.shards)
+            .command(&[zdb_backend::prove::PROVE_COMMAND.as_bytes(), challenge, key])
+            .await?
+        {
+            zdb_backend::Reply::Bulk(response) => Ok(response),
+            other => Err(HostError::Refused(format!(
+                "hoster {}: PROVE answered {other:?}",
+                self.name
+            ))),
+        }
     }
     async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool> {
         // LENGTH of every part: proves presence and size without moving the payload.

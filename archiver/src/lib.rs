@@ -7,6 +7,7 @@
 //! trait (0-db in production, fault-injecting doubles in tests).
 
 pub mod archive;
+pub mod audit;
 pub mod codec;
 pub mod config;
 pub mod error;

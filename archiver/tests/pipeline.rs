@@ -66,6 +66,8 @@ fn setup(n_hosts: usize, k: usize, m: usize) -> Setup {
             password: None,
             admin_password: None,
             domain: format!("d{}", i % 3),
+            public_key: None,
+            prover: None,
         })
         .collect();
     let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);

@@ -85,6 +85,8 @@ async fn archive_of(records: &[BlockRecord]) -> Hosted {
             password: None,
             admin_password: None,
             domain: format!("d{}", i % 3),
+            public_key: None,
+            prover: None,
         })
         .collect();
     let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);

@@ -4,6 +4,7 @@
 
 pub mod client;
 mod join;
+pub mod prove;
 pub mod resp;
 pub mod server;
 

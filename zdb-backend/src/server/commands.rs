@@ -53,6 +53,7 @@ enum Cmd {
     Nsinfo,
     Select,
     Flush,
+    Prove,
     /// In 0-db's table (so prefixes resolve as in 0-db) but not served here.
     Unsupported,
 }
@@ -97,6 +98,7 @@ const COMMANDS: &[(&str, Cmd)] = &[
     ("SELECT", Cmd::Select),
     ("RELOAD", Cmd::Unsupported),
     ("FLUSH", Cmd::Flush),
+    (crate::prove::PROVE_COMMAND, Cmd::Prove),
 ];
 
 /// `strncasecmp(given, name, len(given)) == 0`: `given` is a case-insensitive prefix of `name`.
@@ -221,6 +223,7 @@ pub(crate) async fn dispatch(
         Cmd::Nsinfo => nsinfo(shared, session, &args),
         Cmd::Select => select(shared, session, &args),
         Cmd::Flush => flush(session),
+        Cmd::Prove => prove(shared, session, &args).await,
         Cmd::Unsupported => Err(err("Command not supported")),
     };
     result.unwrap_or_else(|e| e)
@@ -384,6 +387,41 @@ async fn read_one(ns: &Arc<Namespace>, key: &[u8]) -> Out {
             err("Internal Error")
         }
         Err(e) => e,
+    }
+}
+
+/// Reads shard parts from the session's namespace for the prover.
+struct NamespaceParts(Arc<Namespace>);
+
+impl crate::prove::PartSource for NamespaceParts {
+    fn part_len(&self, key: &[u8]) -> std::io::Result<Option<u64>> {
+        Ok(self.0.lookup(key).map(|loc| u64::from(loc.value_len)))
+    }
+
+    fn read(&self, key: &[u8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let loc = self
+            .0
+            .lookup(key)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "part vanished"))?;
+        self.0.read_value_range(&loc, offset, len)
+    }
+}
+
+/// `PROVE <challenge> <key>`: answers a storage challenge for the shard stored under `key`.
+async fn prove(shared: &Arc<Shared>, session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
+    if args.len() != 3 {
+        return Err(err("Invalid arguments"));
+    }
+    if args[2].len() > KEY_BYTES_MAX {
+        return Err(err("Invalid key"));
+    }
+    session.ns.readable().map_err(refused)?;
+    let (challenge, key) = (args[1].clone(), args[2].clone());
+    let parts = NamespaceParts(Arc::clone(&session.ns));
+    let prover = Arc::clone(&shared.prover);
+    match blocking(move || prover.answer(&parts, &key, &challenge)).await? {
+        Ok(response) => Ok(Out::Bulk(response)),
+        Err(e) => Err(Out::ErrorOwned(e.to_string())),
     }
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     boot: SystemTime,
     /// Set (under the namespaces write lock) at shutdown: no namespace is created after it.
     closed: AtomicBool,
+    /// Answers storage challenges with this hoster's identity.
+    prover: Arc<crate::prove::Prover>,
 }
 
 impl Shared {
@@ -139,6 +141,12 @@ impl HosterServer {
     /// Opens (creating if needed) the data directory, recovers every namespace, and binds.
     pub async fn bind(cfg: HosterServerConfig) -> Result<Self, HosterError> {
         let dir = cfg.data_dir.clone();
+        let identity = crate::prove::load_or_create_identity(&cfg.data_dir).map_err(|source| {
+            HosterError::Io {
+                what: format!("loading the hoster identity in {}", cfg.data_dir.display()),
+                source,
+            }
+        })?;
         let storage = tokio::task::spawn_blocking(move || FileStorage::open(&dir))
             .await
             .map_err(join_error)?
@@ -146,13 +154,28 @@ impl HosterServer {
                 what: format!("opening data directory {}", cfg.data_dir.display()),
                 source,
             })?;
-        Self::bind_with_storage(cfg, Arc::new(storage)).await
+        Self::bind_inner(cfg, Arc::new(storage), identity).await
+    }
+
+    /// The id storage challenges are bound to (the hoster's ed25519 public key).
+    pub fn hoster_id(&self) -> [u8; 32] {
+        self.shared.prover.id()
     }
 
     /// As `bind`, over any storage (tests inject faulty ones); `cfg.data_dir` is not used.
+    /// Storage without a data directory (tests) gets a fresh challenge identity per start.
     pub async fn bind_with_storage(
         cfg: HosterServerConfig,
         storage: Arc<dyn HosterStorage>,
+    ) -> Result<Self, HosterError> {
+        let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+        Self::bind_inner(cfg, storage, identity).await
+    }
+
+    async fn bind_inner(
+        cfg: HosterServerConfig,
+        storage: Arc<dyn HosterStorage>,
+        identity: ed25519_dalek::SigningKey,
     ) -> Result<Self, HosterError> {
         let sync = cfg.sync;
         let opener = Arc::clone(&storage);
@@ -176,6 +199,7 @@ impl HosterServer {
                 stats: Stats::default(),
                 boot: SystemTime::now(),
                 closed: AtomicBool::new(false),
+                prover: Arc::new(crate::prove::Prover::new(identity)),
             }),
         })
     }
@@ -266,6 +290,8 @@ pub(crate) enum Out {
     Status(&'static str),
     StatusOwned(String),
     Error(&'static str),
+    /// An error line built at run time (PROVE's reasons); never contains CR or LF.
+    ErrorOwned(String),
     Int(i64),
     Nil,
     Bulk(Vec<u8>),
@@ -293,6 +319,14 @@ fn encode_out(out: &mut Vec<u8>, reply: &Out) {
         Out::Error(s) => {
             out.push(b'-');
             out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::ErrorOwned(s) => {
+            out.push(b'-');
+            out.extend(
+                s.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
             out.extend_from_slice(b"\r\n");
         }
         Out::Int(n) => {

@@ -252,6 +252,19 @@ impl Namespace {
         Ok(value)
     }
 
+    /// Reads `len` bytes of a value from `offset` (challenged chunks), bounded by the value.
+    pub fn read_value_range(&self, loc: &Loc, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        if offset + len as u64 > u64::from(loc.value_len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range beyond the value",
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        self.log.read_at(loc.value_offset() + offset, &mut buf)?;
+        Ok(buf)
+    }
+
     /// CHECK: re-reads header, key and value from disk; true only if all of them verify.
     pub fn check(&self, key: &[u8]) -> Option<io::Result<bool>> {
         let loc = self.lookup(key)?;

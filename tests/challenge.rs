@@ -1,0 +1,311 @@
+//! Storage challenges over the 0-db protocol against real hoster processes: honest hosters pass;
+//! a hoster whose disk rotted fails; a hoster that fetches the shard from a slower remote copy to
+//! answer misses the deadline; malformed challenges get a clear error line and the hoster keeps
+//! serving. (Sampling statistics, replays and flipped response bytes are checked at the protocol
+//! level in `prover/src/challenge.rs`.)
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver::audit::{challenge_shard, parse_hoster_key};
+use archiver::hosters::{HostResult, ShardHost};
+use archiver_cli::cluster::{start_hosters, write_cluster_config};
+use archiver_cli::config_file::ConfigFile;
+
+const EXE: &str = env!("CARGO_BIN_EXE_archiver");
+
+fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Kills a helper process however the test ends (its inherited stderr would keep the test
+/// harness waiting).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cheating hoster that no longer stores the shard: it fetches the whole shard from a remote
+/// copy over a link of `link_bytes_per_s` when challenged, then answers honestly from memory.
+#[derive(Debug)]
+struct Proxying {
+    remote: Arc<dyn ShardHost>,
+    shard_bytes: u64,
+    link_bytes_per_s: u64,
+    prover: zdb_backend::prove::Prover,
+}
+
+struct InMemory(Vec<u8>);
+
+impl zdb_backend::prove::PartSource for InMemory {
+    fn part_len(&self, key: &[u8]) -> std::io::Result<Option<u64>> {
+        // One part (index 0) holding the whole shard.
+        Ok((key.ends_with(&[0, 0])).then_some(self.0.len() as u64))
+    }
+    fn read(&self, _key: &[u8], offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        Ok(self.0[offset as usize..offset as usize + len].to_vec())
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardHost for Proxying {
+    fn name(&self) -> &str {
+        self.remote.name()
+    }
+    fn domain(&self) -> &str {
+        self.remote.domain()
+    }
+    fn is_down(&self) -> bool {
+        false
+    }
+    async fn prepare(&self) -> HostResult<()> {
+        Ok(())
+    }
+    async fn put_shard(&self, _: &[u8], _: &[u8]) -> HostResult<()> {
+        Ok(())
+    }
+    async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
+        self.remote.get_shard(key, len).await
+    }
+    async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool> {
+        self.remote.has_shard(key, len).await
+    }
+    async fn put_meta(&self, _: &[u8], _: &[u8]) -> HostResult<()> {
+        Ok(())
+    }
+    async fn get_meta(&self, key: &[u8]) -> HostResult<Option<Vec<u8>>> {
+        self.remote.get_meta(key).await
+    }
+    async fn ping(&self) -> HostResult<()> {
+        Ok(())
+    }
+    async fn stored_bytes(&self) -> HostResult<u64> {
+        Ok(0)
+    }
+    async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
+        let shard = self.remote.get_shard(key, self.shard_bytes).await?.unwrap();
+        // The remote copy sits behind a WAN link: its transfer time is what the cheat costs.
+        let transfer_ms = shard.len() as u64 * 1000 / self.link_bytes_per_s;
+        tokio::time::sleep(Duration::from_millis(transfer_ms)).await;
+        Ok(self
+            .prover
+            .answer(&InMemory(shard), key, challenge)
+            .map_err(|e| archiver::hosters::HostError::Refused(e.to_string()))?)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosters_prove_possession_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosters = start_hosters(Path::new(EXE), dir.path(), 6, 3).unwrap();
+    assert!(hosters.iter().all(|h| h.public_key.is_some()));
+    let config = write_cluster_config(dir.path(), &hosters, 4, 2, 4 * 1024 * 1024).unwrap();
+    let out = archiver(&config, &["ingest", "--synthetic", "600", "--flush"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // Honest hosters pass, repeatedly (the second challenge of a shard uses the kept tree).
+    for h in ["h0", "h3", "h5", "h0"] {
+        let out = archiver(
+            &config,
+            &["challenge", "--hoster", h, "--samples", "32", "--json"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{h}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["passed"], true);
+        assert!(v["proofBytesPerSample"].as_f64().unwrap() <= 2048.0, "{v}");
+    }
+
+    // Malformed challenges get an error line naming the problem; the hoster keeps serving.
+    let loaded = ConfigFile::load(&config).unwrap();
+    let set = loaded.hoster_set();
+    let h1 = set.get("h1").unwrap().clone();
+    for (challenge, expect) in [
+        (vec![1u8, 2, 3], "malformed challenge"),
+        (vec![0u8; 58], "malformed challenge"),
+    ] {
+        let e = h1
+            .prove(b"some-key", &challenge)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expect), "{e}");
+    }
+    let mut good = prover::challenge::Challenge {
+        nonce: [1; 32],
+        timestamp_ms: 0,
+        segment: 0,
+        shard: 0,
+        samples: 4,
+    }
+    .encode()
+    .to_vec();
+    let e = h1
+        .prove(b"no-such-shard", &good)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no shard stored"), "{e}");
+    good.push(0);
+    assert!(h1.prove(b"x", &good).await.is_err());
+    h1.ping().await.unwrap();
+
+    // A hoster that fetches the shard from a remote copy over a 2 MB/s link misses a 250 ms deadline; the
+    // same hoster answering from its own disk makes it.
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = archiver::store::Store::open_secondary(
+        &loaded.archive.data_dir.join("db"),
+        store_dir.path(),
+    )
+    .unwrap();
+    let placement = store.placement(1).unwrap().unwrap();
+    let manifest = store.manifest(1).unwrap().unwrap();
+    let (shard, holder) = placement
+        .hosters
+        .iter()
+        .enumerate()
+        .find_map(|(i, h)| h.clone().map(|h| (i as u32, h)))
+        .unwrap();
+    let entry = loaded
+        .archive
+        .hosters
+        .iter()
+        .find(|e| e.name == holder)
+        .unwrap();
+    let key = parse_hoster_key(entry.public_key.as_deref().unwrap()).unwrap();
+    let honest = set.get(&holder).unwrap().clone();
+    let o = challenge_shard(&loaded.key, &manifest, shard, &honest, &key, 16, 250).await;
+    assert!(o.passed(), "{o:?}");
+    let seed = std::fs::read(
+        hosters
+            .iter()
+            .find(|h| h.name == holder)
+            .unwrap()
+            .data_dir
+            .join("identity.key"),
+    )
+    .unwrap();
+    let proxy: Arc<dyn ShardHost> = Arc::new(Proxying {
+        remote: honest.clone(),
+        shard_bytes: manifest.shard_bytes,
+        link_bytes_per_s: 2_000_000,
+        prover: zdb_backend::prove::Prover::new(ed25519_dalek::SigningKey::from_bytes(
+            &seed.as_slice().try_into().unwrap(),
+        )),
+    });
+    let o = challenge_shard(&loaded.key, &manifest, shard, &proxy, &key, 16, 250).await;
+    let verdict = o.verdict.clone().unwrap_err();
+    assert!(
+        verdict.contains("late") || verdict.contains("deadline"),
+        "{o:?}"
+    );
+    // With a generous deadline the same proxied proof is valid: only time gives the cheat away.
+    let o = challenge_shard(&loaded.key, &manifest, shard, &proxy, &key, 16, 60_000).await;
+    assert!(o.passed(), "{o:?}");
+
+    // The prover sidecar, reading shards over the 0-db protocol (as it does from a real 0-db),
+    // answers for h4 with its own identity.
+    let mut sidecar = KillOnDrop(
+        Command::new(EXE)
+            .args([
+                "prover",
+                "--listen",
+                "127.0.0.1:0",
+                "--zdb",
+                &hosters[4].address,
+                "--data",
+            ])
+            .arg(dir.path().join("prover-4"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(sidecar.0.stdout.take().unwrap()));
+    let addr = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let id = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("hoster id 0x")
+        .unwrap()
+        .to_string();
+    let mut file: ConfigFile = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    file.hosters[4].prover = Some(addr);
+    file.hosters[4].public_key = Some(id);
+    let sidecar_config = dir.path().join("sidecar.toml");
+    file.write_new(&sidecar_config).unwrap();
+    for _ in 0..2 {
+        let out = archiver(
+            &sidecar_config,
+            &["challenge", "--hoster", "h4", "--samples", "32"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with("PASS"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The hoster's own identity is not the sidecar's: its proofs are refused under that key.
+    file.hosters[4].prover = None;
+    let mixed_config = dir.path().join("mixed.toml");
+    file.write_new(&mixed_config).unwrap();
+    let out = archiver(&mixed_config, &["challenge", "--hoster", "h4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("another hoster id"),
+        "{text}"
+    );
+    drop(sidecar);
+
+    // Bit rot on a hoster's disk: every shard it holds fails (its tree no longer has the
+    // manifest's root), and the CLI exits non-zero naming the failure.
+    let victim = &mut hosters[2];
+    victim.kill().unwrap();
+    // The shard namespace's data log (namespace directories are named by their hex name).
+    let data = victim
+        .data_dir
+        .join(format!("ns-{}", hex::encode("poa-archive")))
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let len = bytes.len();
+    for at in (4096..len).step_by(64 * 1024) {
+        bytes[at] ^= 0x20;
+    }
+    std::fs::write(&data, &bytes).unwrap();
+    victim.restart(Path::new(EXE)).unwrap();
+    let out = archiver(&config, &["challenge", "--hoster", "h2", "--samples", "16"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("failed the storage challenge"),
+        "{text}"
+    );
+}
