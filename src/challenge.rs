@@ -122,3 +122,132 @@ pub fn print(o: &ChallengeOutcome, json: bool) {
         );
     }
 }
+
+/// `archiver audit`: challenges random (segment, shard) pairs across every hoster with a known
+/// identity, `rounds` times or every `every_ms` until interrupted; records each outcome and marks
+/// failed shards for `archiver repair`. Returns (rounds, failures).
+pub async fn audit(
+    config: &Path,
+    rounds: Option<u64>,
+    every_ms: Option<u64>,
+    samples: u16,
+    deadline_ms: u64,
+) -> Result<(u64, u64)> {
+    let loaded = ConfigFile::load(config)?;
+    let log =
+        archiver::audit::AuditLog::open(&loaded.archive.data_dir).context("open audit store")?;
+    let scratch = tempfile::tempdir().context("create secondary store directory")?;
+    let store =
+        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
+            .context("open archive store (read-only)")?;
+    let hosters = loaded.hoster_set();
+    let mut keys = std::collections::HashMap::new();
+    for e in &loaded.archive.hosters {
+        match e.public_key.as_deref().map(parse_hoster_key) {
+            Some(Ok(k)) => {
+                keys.insert(e.name.clone(), k);
+            }
+            Some(Err(err)) => bail!("hoster {}: public_key: {err}", e.name),
+            None => tracing::warn!(hoster = %e.name, "no public_key in the config: not audited"),
+        }
+    }
+    let (mut done, mut failed) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    loop {
+        if rounds.is_some_and(|r| done >= r) {
+            break;
+        }
+        store.catch_up().context("refresh archive store")?;
+        let dispersed = store.dispersed_next().context("read dispersal watermark")?;
+        if dispersed == 0 {
+            bail!("nothing dispersed yet: no shard to challenge");
+        }
+        let segment = rand::Rng::gen_range(&mut rand::thread_rng(), 0..dispersed);
+        let (Some(placement), Some(manifest)) = (
+            store.placement(segment).context("read placement")?,
+            store.manifest(segment).context("read manifest")?,
+        ) else {
+            continue;
+        };
+        let candidates: Vec<(u32, String)> = placement
+            .hosters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                h.clone()
+                    .filter(|h| keys.contains_key(h))
+                    .map(|h| (i as u32, h))
+            })
+            .collect();
+        let Some((shard, name)) = candidates.choose(&mut rand::thread_rng()).cloned() else {
+            continue;
+        };
+        let (Some(host), Some(key)) = (hosters.get(&name), keys.get(&name)) else {
+            continue;
+        };
+        let outcome = challenge_shard(
+            &loaded.key,
+            &manifest,
+            shard,
+            host,
+            key,
+            samples,
+            deadline_ms,
+        )
+        .await;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        log.record(&outcome, at_ms).context("record audit result")?;
+        done += 1;
+        if !outcome.passed() {
+            failed += 1;
+            print(&outcome, false);
+        }
+        if let Some(ms) = every_ms {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "audited {done} shards in {secs:.2} s ({:.0} rounds/s): {failed} failed{}",
+        done as f64 / secs.max(1e-9),
+        if failed > 0 {
+            " (marked for `archiver repair`)"
+        } else {
+            ""
+        }
+    );
+    print_audit_summary(&log)?;
+    Ok((done, failed))
+}
+
+/// Per-hoster audit table (also part of `archiver status`).
+pub fn print_audit_summary(log: &archiver::audit::AuditLog) -> Result<()> {
+    let rows = log.summary().context("read audit results")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    println!("storage audits:");
+    for r in rows {
+        println!(
+            "  {:<12} pass {:>6}  fail {:>4}  latency p50 {:.2} ms  p99 {:.2} ms{}",
+            r.hoster,
+            r.passed,
+            r.failed,
+            r.latency_p50_ms,
+            r.latency_p99_ms,
+            r.last_failure
+                .map(|f| format!("  last failure: {f}"))
+                .unwrap_or_default()
+        );
+    }
+    let marked = log.marked().context("read repair marks")?;
+    if !marked.is_empty() {
+        println!("  {} shard(s) marked for repair", marked.len());
+    }
+    Ok(())
+}

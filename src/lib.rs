@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_chain;
+pub mod bench_challenge;
 pub mod chain;
 pub mod challenge;
 pub mod cluster;

@@ -241,6 +241,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Challenge random shards across all hosters; results go to `status`, failures to `repair`.
+    Audit {
+        /// Challenges to run (default: 1 unless --every is given).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Keep auditing, one challenge every this many milliseconds, until interrupted.
+        #[arg(long)]
+        every_ms: Option<u64>,
+        #[arg(long, default_value_t = archiver::audit::CHALLENGE_SAMPLES_DEFAULT)]
+        samples: u16,
+        #[arg(long, default_value_t = archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT)]
+        deadline_ms: u64,
+    },
     /// Throughput and memory figures against the single-stage limits measured in the same run.
     Bench {
         /// MiB of block data per ingest run.
@@ -255,6 +268,9 @@ enum Command {
         /// The node-integration bench instead: follower ingest, sync, history-RPC latency.
         #[arg(long)]
         chain: bool,
+        /// The storage-challenge bench instead: proof generation, verification, bytes, rounds/s.
+        #[arg(long)]
+        challenges: bool,
         /// Blocks in the chain bench.
         #[arg(long, default_value_t = 20_000)]
         blocks: u64,
@@ -476,7 +492,25 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Repair { verify } => {
             let archive = open_archive(&cli.config)?;
-            let r = archive.repair(verify).await.context("repair")?;
+            // Shards that failed a storage challenge are rebuilt elsewhere too.
+            let audit = archiver::audit::AuditLog::open_existing(&archive.config().data_dir)
+                .context("open audit store")?;
+            let marked = match &audit {
+                Some(a) => a.marked().context("read repair marks")?,
+                None => Vec::new(),
+            };
+            let suspect: Vec<(u64, usize)> = marked.iter().map(|(s, i, _)| (*s, *i)).collect();
+            let r = archive
+                .repair_with(verify, &suspect)
+                .await
+                .context("repair")?;
+            if let Some(a) = &audit {
+                for (seg, shard, _) in &r.repaired {
+                    if suspect.contains(&(*seg, *shard)) {
+                        a.unmark(*seg, *shard).context("clear repair mark")?;
+                    }
+                }
+            }
             println!(
                 "checked {} segments ({} shards); repaired {} shards; still under-replicated: {}",
                 r.segments_checked,
@@ -509,6 +543,12 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 print_status(&s);
+                if let Some(a) =
+                    archiver::audit::AuditLog::open_existing(&archive.config().data_dir)
+                        .context("open audit store")?
+                {
+                    archiver_cli::challenge::print_audit_summary(&a)?;
+                }
             }
             Ok(())
         }
@@ -604,6 +644,24 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Audit {
+            rounds,
+            every_ms,
+            samples,
+            deadline_ms,
+        } => {
+            let rounds = match (rounds, every_ms) {
+                (None, None) => Some(1),
+                (r, _) => r,
+            };
+            let (_, failed) =
+                archiver_cli::challenge::audit(&cli.config, rounds, every_ms, samples, deadline_ms)
+                    .await?;
+            if failed > 0 {
+                anyhow::bail!("{failed} challenge(s) failed");
+            }
+            Ok(())
+        }
         Command::Challenge {
             hoster,
             segment,
@@ -647,6 +705,9 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Bench {
+            challenges: true, ..
+        } => archiver_cli::bench_challenge::run().await,
         Command::Bench {
             dir,
             chain: true,

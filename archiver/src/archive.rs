@@ -141,6 +141,15 @@ impl Archive {
         self.disperser.repair(verify).await
     }
 
+    /// See [`Disperser::repair_with`].
+    pub async fn repair_with(
+        &self,
+        verify: bool,
+        suspect: &[(u64, usize)],
+    ) -> Result<RepairReport> {
+        self.disperser.repair_with(verify, suspect).await
+    }
+
     pub fn log(&self) -> &BlockLog {
         &self.log
     }
@@ -533,6 +542,16 @@ impl Disperser {
     /// Lost shards are rebuilt from k good ones and stored on hosters holding no shard of the
     /// segment, spreading domains; the new placement is recorded and replicated.
     pub async fn repair(&self, verify: bool) -> Result<RepairReport> {
+        self.repair_with(verify, &[]).await
+    }
+
+    /// [`repair`](Self::repair), also treating `suspect` shards (segment, shard) as lost: shards
+    /// that failed a storage challenge are rebuilt elsewhere even if their hoster still has bytes.
+    pub async fn repair_with(
+        &self,
+        verify: bool,
+        suspect: &[(u64, usize)],
+    ) -> Result<RepairReport> {
         let _one_at_a_time = self.inner.lock.lock().await;
         let mut report = RepairReport::default();
         let next = self.inner.store.dispersed_next()?;
@@ -552,7 +571,12 @@ impl Disperser {
                 }
             })?;
             report.segments_checked += 1;
-            let lost = self.lost_shards(&manifest, &placement, verify).await;
+            let mut lost = self.lost_shards(&manifest, &placement, verify).await;
+            for &(_, i) in suspect.iter().filter(|(seg, _)| *seg == segment) {
+                if i < manifest.shards_total() && !lost.contains(&i) {
+                    lost.push(i);
+                }
+            }
             report.shards_checked += manifest.shards_total() as u64;
             if lost.is_empty() {
                 continue;

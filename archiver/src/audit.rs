@@ -112,3 +112,176 @@ pub async fn challenge_shard(
         .map_err(|e| e.to_string());
     outcome
 }
+
+/// One recorded challenge (what `archiver audit` keeps).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    pub hoster: String,
+    pub segment: u64,
+    pub shard: u32,
+    pub samples: u16,
+    pub passed: bool,
+    pub latency_ms: f64,
+    pub proof_bytes: usize,
+    pub verdict: String,
+}
+
+/// Per-hoster audit figures for `archiver status`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HosterAudit {
+    pub hoster: String,
+    pub passed: u64,
+    pub failed: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub last_failure: Option<String>,
+}
+
+/// Audit results and shards marked for repair, in their own RocksDB beside the archive's (so an
+/// audit can run while a node or follower holds the archive's store).
+pub struct AuditLog {
+    db: rocksdb::DB,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+const RESULT_PREFIX: u8 = b'r';
+const MARK_PREFIX: u8 = b'm';
+
+impl AuditLog {
+    /// Opens (creating) the audit store under the archive's data directory.
+    pub fn open(data_dir: &std::path::Path) -> crate::Result<Self> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let db = rocksdb::DB::open(&opts, data_dir.join("audit"))
+            .map_err(crate::ArchiveError::db("open audit store"))?;
+        Ok(Self { db })
+    }
+
+    /// Opens an existing audit store, or None when no audit ever ran.
+    pub fn open_existing(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
+        if !data_dir.join("audit").exists() {
+            return Ok(None);
+        }
+        Self::open(data_dir).map(Some)
+    }
+
+    /// Records an outcome; a failed one also marks its shard for repair.
+    pub fn record(&self, o: &ChallengeOutcome, at_ms: u64) -> crate::Result<()> {
+        let rec = AuditRecord {
+            at_ms,
+            hoster: o.hoster.clone(),
+            segment: o.segment,
+            shard: o.shard,
+            samples: o.samples,
+            passed: o.passed(),
+            latency_ms: o.latency_ms,
+            proof_bytes: o.proof_bytes,
+            verdict: match &o.verdict {
+                Ok(()) => "pass".into(),
+                Err(e) => e.clone(),
+            },
+        };
+        let mut key = vec![RESULT_PREFIX];
+        key.extend_from_slice(&at_ms.to_be_bytes());
+        key.extend_from_slice(o.hoster.as_bytes());
+        let value =
+            serde_json::to_vec(&rec).map_err(|e| crate::ArchiveError::Codec(e.to_string()))?;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put(key, value);
+        if !rec.passed {
+            batch.put(mark_key(o.segment, o.shard), o.hoster.as_bytes());
+        }
+        self.db
+            .write(batch)
+            .map_err(crate::ArchiveError::db("record audit"))
+    }
+
+    /// Shards that failed a challenge and are not repaired yet: (segment, shard, hoster).
+    pub fn marked(&self) -> crate::Result<Vec<(u64, usize, String)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator([MARK_PREFIX]) {
+            let (k, v) = item.map_err(crate::ArchiveError::db("read repair marks"))?;
+            if k.first() != Some(&MARK_PREFIX) {
+                break;
+            }
+            if k.len() == 13 {
+                let segment = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
+                let shard = u32::from_be_bytes(k[9..13].try_into().unwrap_or_default());
+                out.push((
+                    segment,
+                    shard as usize,
+                    String::from_utf8_lossy(&v).into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Clears a repair mark (the shard was rebuilt elsewhere).
+    pub fn unmark(&self, segment: u64, shard: usize) -> crate::Result<()> {
+        self.db
+            .delete(mark_key(segment, shard as u32))
+            .map_err(crate::ArchiveError::db("clear repair mark"))
+    }
+
+    /// Pass/fail counts and latency percentiles per hoster, over every recorded challenge.
+    pub fn summary(&self) -> crate::Result<Vec<HosterAudit>> {
+        let mut by: std::collections::BTreeMap<String, (HosterAudit, Vec<f64>)> =
+            Default::default();
+        for item in self.db.prefix_iterator([RESULT_PREFIX]) {
+            let (k, v) = item.map_err(crate::ArchiveError::db("read audit"))?;
+            if k.first() != Some(&RESULT_PREFIX) {
+                break;
+            }
+            let Ok(rec) = serde_json::from_slice::<AuditRecord>(&v) else {
+                continue;
+            };
+            let entry = by.entry(rec.hoster.clone()).or_insert_with(|| {
+                (
+                    HosterAudit {
+                        hoster: rec.hoster.clone(),
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                )
+            });
+            if rec.passed {
+                entry.0.passed += 1;
+            } else {
+                entry.0.failed += 1;
+                entry.0.last_failure = Some(format!(
+                    "segment {} shard {}: {}",
+                    rec.segment, rec.shard, rec.verdict
+                ));
+            }
+            entry.1.push(rec.latency_ms);
+        }
+        Ok(by
+            .into_values()
+            .map(|(mut a, mut lat)| {
+                lat.sort_by(f64::total_cmp);
+                let pick = |p: f64| {
+                    lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+                        .copied()
+                        .unwrap_or(0.0)
+                };
+                a.latency_p50_ms = pick(0.5);
+                a.latency_p99_ms = pick(0.99);
+                a
+            })
+            .collect())
+    }
+}
+
+fn mark_key(segment: u64, shard: u32) -> Vec<u8> {
+    let mut k = vec![MARK_PREFIX];
+    k.extend_from_slice(&segment.to_be_bytes());
+    k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
