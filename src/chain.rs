@@ -102,8 +102,11 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
     let (addr, server) = rpc::serve(args.rpc, backend)
         .await
         .context("start RPC server")?;
-    println!("genesis 0x{}", hex::encode(node.genesis_hash()));
-    println!("rpc listening on {addr}");
+    crate::announce(format_args!(
+        "genesis 0x{}",
+        hex::encode(node.genesis_hash())
+    ));
+    crate::announce(format_args!("rpc listening on {addr}"));
     let worker = {
         let node = node.clone();
         match args.follow.clone() {
@@ -237,7 +240,7 @@ pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Res
     let (addr, server) = rpc::serve(listen, backend)
         .await
         .context("start RPC server")?;
-    println!("rpc listening on {addr}");
+    crate::announce(format_args!("rpc listening on {addr}"));
     shutdown_signal().await;
     let _ = server.stop();
     Ok(())
@@ -269,7 +272,7 @@ pub async fn run_sync(
         },
         &mut |blocks, last, bytes| {
             if print_progress {
-                println!("progress {blocks} {last}");
+                crate::announce(format_args!("progress {blocks} {last}"));
             }
             bar.set_length(last + 1);
             bar.set_position(blocks);

@@ -123,6 +123,9 @@ pub fn print(o: &ChallengeOutcome, json: bool) {
     }
 }
 
+/// Consecutive random draws without a challengeable shard before an audit gives up.
+const AUDIT_MISSES_MAX: u32 = 1_000;
+
 /// `archiver audit`: challenges random (segment, shard) pairs across every hoster with a known
 /// identity, `rounds` times or every `every_ms` until interrupted; records each outcome and marks
 /// failed shards for `archiver repair`. Returns (rounds, failures).
@@ -151,9 +154,20 @@ pub async fn audit(
             None => tracing::warn!(hoster = %e.name, "no public_key in the config: not audited"),
         }
     }
+    if keys.is_empty() {
+        bail!(
+            "no hoster in {} has a public_key: nothing can be audited",
+            config.display()
+        );
+    }
     let (mut done, mut failed) = (0u64, 0u64);
+    // Draws that found no challengeable shard; many in a row means none exists.
+    let mut misses = 0u32;
     let started = std::time::Instant::now();
     loop {
+        if misses > AUDIT_MISSES_MAX {
+            bail!("no dispersed shard is held by a hoster with a public_key");
+        }
         if rounds.is_some_and(|r| done >= r) {
             break;
         }
@@ -167,6 +181,7 @@ pub async fn audit(
             store.placement(segment).context("read placement")?,
             store.manifest(segment).context("read manifest")?,
         ) else {
+            misses += 1;
             continue;
         };
         let candidates: Vec<(u32, String)> = placement
@@ -180,11 +195,14 @@ pub async fn audit(
             })
             .collect();
         let Some((shard, name)) = candidates.choose(&mut rand::thread_rng()).cloned() else {
+            misses += 1;
             continue;
         };
         let (Some(host), Some(key)) = (hosters.get(&name), keys.get(&name)) else {
+            misses += 1;
             continue;
         };
+        misses = 0;
         let outcome = challenge_shard(
             &loaded.key,
             &manifest,

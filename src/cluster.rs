@@ -61,14 +61,16 @@ impl HosterProcess {
             .spawn()
             .context("restart hoster process")?;
         let stdout = child.stdout.take().context("hoster stdout")?;
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("read hoster address")?;
+        reader.read_line(&mut line).context("read hoster address")?;
         if !line.starts_with("listening on ") {
             let _ = child.kill();
             bail!("hoster {} did not restart (said {line:?})", self.name);
         }
+        // Its identity line follows; read it so the hoster never writes into a closed pipe.
+        let mut id_line = String::new();
+        reader.read_line(&mut id_line).context("read hoster id")?;
         self.child = Some(child);
         Ok(())
     }

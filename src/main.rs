@@ -42,7 +42,8 @@ enum Command {
         /// Local data directory (relative to the config file).
         #[arg(long, default_value = "archive-data")]
         data_dir: PathBuf,
-        /// A hoster: name=host:port[,domain=D][,namespace=N][,password=P][,admin=A]. Repeat.
+        /// A hoster: name=host:port[,domain=D][,namespace=N][,password=P][,admin=A][,key=HOSTER_ID]
+        /// [,prover=host:port]. Repeat.
         #[arg(long = "hoster", value_name = "SPEC")]
         hosters: Vec<String>,
         #[arg(long, default_value_t = 4)]
@@ -243,7 +244,7 @@ enum Command {
     },
     /// Challenge random shards across all hosters; results go to `status`, failures to `repair`.
     Audit {
-        /// Challenges to run (default: 1 unless --every is given).
+        /// Challenges to run (default: 1 unless --every-ms is given).
         #[arg(long)]
         rounds: Option<u64>,
         /// Keep auditing, one challenge every this many milliseconds, until interrupted.
@@ -393,7 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
                 !no_disperse,
                 |n, _| {
                     if print_acks {
-                        println!("acked {n}");
+                        archiver_cli::announce(format_args!("acked {n}"));
                     }
                 },
             )
@@ -776,9 +777,12 @@ async fn run_hoster(
     })
     .await
     .with_context(|| format!("start hoster on {listen} with data in {}", data.display()))?;
-    println!("listening on {}", server.local_addr());
+    archiver_cli::announce(format_args!("listening on {}", server.local_addr()));
     // Challenge identity: goes into the verifier's config (`key=` of the hoster).
-    println!("hoster id 0x{}", hex::encode(server.hoster_id()));
+    archiver_cli::announce(format_args!(
+        "hoster id 0x{}",
+        hex::encode(server.hoster_id())
+    ));
     std::io::stdout().flush().context("flush stdout")?;
     let shutdown = async {
         let mut term =

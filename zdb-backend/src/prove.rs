@@ -25,7 +25,8 @@ pub const IDENTITY_FILE: &str = "identity.key";
 /// Why a challenge could not be answered; each names its subject.
 #[derive(Debug, thiserror::Error)]
 pub enum ProveError {
-    #[error("malformed challenge: {0}")]
+    /// The challenge bytes were refused (the reason names the field).
+    #[error("{0}")]
     Challenge(String),
     #[error("no shard stored under key {key}")]
     ShardMissing { key: String },
