@@ -134,7 +134,7 @@ pub async fn audit(
     rounds: Option<u64>,
     every_ms: Option<u64>,
     samples: u16,
-    deadline_ms: u64,
+    deadline_ms: Option<u64>,
 ) -> Result<(u64, u64)> {
     let loaded = ConfigFile::load(config)?;
     let log =
@@ -159,6 +159,17 @@ pub async fn audit(
             "no hoster in {} has a public_key: nothing can be audited",
             config.display()
         );
+    }
+    // Deadlines: given, or measured from each hoster's own passing latencies.
+    let mut deadlines = std::collections::HashMap::new();
+    for name in keys.keys() {
+        let measured = log
+            .measured_deadline_ms(name)
+            .context("read audit history")?;
+        let d = deadline_ms
+            .or(measured)
+            .unwrap_or(archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT);
+        deadlines.insert(name.clone(), d);
     }
     let (mut done, mut failed) = (0u64, 0u64);
     // Draws that found no challengeable shard; many in a row means none exists.
@@ -210,7 +221,10 @@ pub async fn audit(
             host,
             key,
             samples,
-            deadline_ms,
+            deadlines
+                .get(&name)
+                .copied()
+                .unwrap_or(archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT),
         )
         .await;
         let at_ms = std::time::SystemTime::now()
@@ -230,6 +244,15 @@ pub async fn audit(
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let mut d: Vec<_> = deadlines.into_iter().collect();
+    d.sort();
+    println!(
+        "deadlines (ms): {}",
+        d.iter()
+            .map(|(h, ms)| format!("{h} {ms}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "audited {done} shards in {secs:.2} s ({:.0} rounds/s): {failed} failed{}",
         done as f64 / secs.max(1e-9),

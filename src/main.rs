@@ -252,8 +252,10 @@ enum Command {
         every_ms: Option<u64>,
         #[arg(long, default_value_t = archiver::audit::CHALLENGE_SAMPLES_DEFAULT)]
         samples: u16,
-        #[arg(long, default_value_t = archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT)]
-        deadline_ms: u64,
+        /// Responses slower than this fail. Default: measured per hoster (8 × its p99 over past
+        /// passes, 50..=1000 ms) once it has 20 passes, 1000 ms before.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
     },
     /// Throughput and memory figures against the single-stage limits measured in the same run.
     Bench {

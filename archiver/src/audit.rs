@@ -20,6 +20,15 @@ pub const CHALLENGE_SAMPLES_DEFAULT: u16 = 16;
 /// fetching a 16 MiB shard from elsewhere over a WAN takes seconds; 1 s sits well between.
 pub const CHALLENGE_DEADLINE_MS_DEFAULT: u64 = 1_000;
 
+/// Passed challenges of a hoster needed before its deadline is derived from its own latency.
+pub const DEADLINE_HISTORY_MIN: usize = 20;
+/// Measured deadline = this × the hoster's p99 passing latency: room for load spikes, while a
+/// hoster fetching the shard from elsewhere (a WAN round trip plus a shard transfer) is still
+/// far beyond it.
+pub const DEADLINE_LATENCY_FACTOR: f64 = 8.0;
+/// Lower bound of a measured deadline: scheduler and network jitter on a quiet loopback.
+pub const DEADLINE_FLOOR_MS: u64 = 50;
+
 /// What one challenge showed.
 #[derive(Clone, Debug)]
 pub struct ChallengeOutcome {
@@ -228,6 +237,33 @@ impl AuditLog {
         self.db
             .delete(mark_key(segment, shard as u32))
             .map_err(crate::ArchiveError::db("clear repair mark"))
+    }
+
+    /// The deadline measured for `hoster`: [`DEADLINE_LATENCY_FACTOR`] × its p99 latency over its
+    /// passed challenges, within [`DEADLINE_FLOOR_MS`]..=[`CHALLENGE_DEADLINE_MS_DEFAULT`]; None
+    /// until it has [`DEADLINE_HISTORY_MIN`] passes.
+    pub fn measured_deadline_ms(&self, hoster: &str) -> crate::Result<Option<u64>> {
+        let mut lat = Vec::new();
+        for item in self.db.prefix_iterator([RESULT_PREFIX]) {
+            let (k, v) = item.map_err(crate::ArchiveError::db("read audit"))?;
+            if k.first() != Some(&RESULT_PREFIX) {
+                break;
+            }
+            if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&v) {
+                if rec.passed && rec.hoster == hoster {
+                    lat.push(rec.latency_ms);
+                }
+            }
+        }
+        if lat.len() < DEADLINE_HISTORY_MIN {
+            return Ok(None);
+        }
+        lat.sort_by(f64::total_cmp);
+        let p99 = lat[(lat.len() - 1) * 99 / 100];
+        Ok(Some(
+            ((p99 * DEADLINE_LATENCY_FACTOR).ceil() as u64)
+                .clamp(DEADLINE_FLOOR_MS, CHALLENGE_DEADLINE_MS_DEFAULT),
+        ))
     }
 
     /// Pass/fail counts and latency percentiles per hoster, over every recorded challenge.
