@@ -76,7 +76,6 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
             stop_at: None,
         },
         None,
-        None,
     )
     .context("open node")?;
     let t = Instant::now();

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use node_plugin::node::{ChainSpec, Node, NodeConfig};
-use node_plugin::plugin::{
-    ArchiveHistory, ArchivePlugin, ArchivePluginHandle, ArchivePluginOptions,
-};
+use node_plugin::plugin::{ArchivePlugin, ArchivePluginHandle, ArchivePluginOptions};
 use node_plugin::rpc::{self, ArchiveAccess, Backend};
 
 use crate::config_file::{open_archive, open_remote, ConfigFile};
@@ -79,14 +77,10 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
         transfers_per_block: args.transfers_per_block,
         stop_at: args.stop_at,
     };
-    let history = handle.as_ref().map(|h| {
-        Arc::new(ArchiveHistory(h.reader.clone())) as Arc<dyn node_plugin::node::HistorySource>
-    });
     let node = tokio::task::spawn_blocking(move || {
         Node::open(
             cfg,
             plugin.map(|p| Box::new(p) as Box<dyn node_plugin::node::FinalityPlugin>),
-            history,
         )
     })
     .await

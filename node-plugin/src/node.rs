@@ -119,13 +119,6 @@ pub trait FinalityPlugin: Send {
     fn prune_watermark(&self) -> u64;
 }
 
-/// Where the node reads bodies it has pruned (the archive's read path).
-#[async_trait::async_trait]
-pub trait HistorySource: Send + Sync {
-    /// The archived block bytes and justifications, or None when not archived.
-    async fn block(&self, number: u64) -> Result<Option<BlockBytes>, String>;
-}
-
 /// Node settings beyond the chain spec.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -169,7 +162,6 @@ struct NodeInner {
     new_heads: broadcast::Sender<Header>,
     finalized_heads: broadcast::Sender<Header>,
     plugin: Mutex<Option<Box<dyn FinalityPlugin>>>,
-    history: Option<Arc<dyn HistorySource>>,
     stop: AtomicBool,
 }
 
@@ -205,7 +197,6 @@ impl Node {
     pub fn open(
         cfg: NodeConfig,
         plugin: Option<Box<dyn FinalityPlugin>>,
-        history: Option<Arc<dyn HistorySource>>,
     ) -> Result<Self, NodeError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| NodeError::Setup(format!("create {}: {e}", cfg.data_dir.display())))?;
@@ -235,7 +226,7 @@ impl Node {
                 cfg.spec.clone()
             }
         };
-        Self::start(cfg, spec, db, plugin, history)
+        Self::start(cfg, spec, db, plugin)
     }
 
     /// Opens a node whose database was filled by a sync (genesis already imported).
@@ -244,7 +235,6 @@ impl Node {
         spec: ChainSpec,
         db: ChainDb,
         plugin: Option<Box<dyn FinalityPlugin>>,
-        history: Option<Arc<dyn HistorySource>>,
     ) -> Result<Self, NodeError> {
         let state = State {
             entries: db.state()?,
@@ -293,7 +283,6 @@ impl Node {
                 new_heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
                 finalized_heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
                 plugin: Mutex::new(plugin),
-                history,
                 stop: AtomicBool::new(false),
                 authorities,
                 spec,
@@ -341,10 +330,6 @@ impl Node {
     /// The current state (a copy).
     pub fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         lock(&self.inner.chain).state.entries.clone()
-    }
-
-    pub fn history(&self) -> Option<&Arc<dyn HistorySource>> {
-        self.inner.history.as_ref()
     }
 
     pub fn subscribe_new_heads(&self) -> broadcast::Receiver<Header> {
@@ -886,7 +871,7 @@ mod tests {
             watermark: 10,
             blocks: blocks.clone(),
         };
-        let node = Node::open(cfg(dir.path(), 5), Some(Box::new(plugin)), None).unwrap();
+        let node = Node::open(cfg(dir.path(), 5), Some(Box::new(plugin))).unwrap();
         for _ in 0..30 {
             node.produce_block().unwrap();
         }
@@ -906,7 +891,7 @@ mod tests {
         let genesis_state: Vec<(Vec<u8>, Vec<u8>)> =
             cfg(dir.path(), 5).spec.genesis().0.into_iter().collect();
         init_from_genesis(dir2.path(), &got[0].1 .0, &genesis_state).unwrap();
-        let follower = Node::open(cfg(dir2.path(), 1000), None, None).unwrap();
+        let follower = Node::open(cfg(dir2.path(), 1000), None).unwrap();
         for (n, (block, j)) in got.iter().skip(1) {
             assert_eq!(
                 follower
@@ -937,7 +922,6 @@ mod tests {
                 transfers_per_block: 0,
                 ..cfg(dir.path(), 5)
             },
-            None,
             None,
         )
         .unwrap();

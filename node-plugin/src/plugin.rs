@@ -10,7 +10,7 @@ use archiver::record::{BlockRecord, StateChange};
 use archiver::{Archive, Disperser, HistoryReader};
 use tokio::sync::Notify;
 
-use crate::node::{FinalityPlugin, FinalizedBlock, HistorySource};
+use crate::node::{FinalityPlugin, FinalizedBlock};
 
 /// How often the background task retries a stalled dispersal or verification: short enough that
 /// pruning resumes within seconds once hosters return, long enough not to spin on dead hosters.
@@ -208,20 +208,5 @@ impl FinalityPlugin for ArchivePlugin {
 
     fn prune_watermark(&self) -> u64 {
         self.handle.watermark.load(Ordering::SeqCst)
-    }
-}
-
-/// The archive's read path as the node's source of pruned bodies.
-#[derive(Debug, Clone)]
-pub struct ArchiveHistory(pub Arc<HistoryReader>);
-
-#[async_trait::async_trait]
-impl HistorySource for ArchiveHistory {
-    async fn block(&self, number: u64) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, String> {
-        self.0
-            .block(number)
-            .await
-            .map(|r| r.map(|r| (r.block, r.justification)))
-            .map_err(|e| e.to_string())
     }
 }

@@ -33,7 +33,6 @@ fn chain(dir: &std::path::Path) -> (Node, Vec<BlockRecord>) {
             stop_at: None,
         },
         None,
-        None,
     )
     .unwrap();
     for _ in 0..BLOCKS {
