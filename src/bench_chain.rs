@@ -248,21 +248,8 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
         let h = node.header(n)?.context("header")?.hash();
         hashes.push(rpc::hex0x(&h));
     }
-    let floor = timed_calls(&client, |_| {}, "system_name", &hashes[..1]).await;
-    let (floor50, floor99) = match floor {
-        Ok(f) => f,
-        Err(_) => {
-            // system_name takes no parameter: time it without one.
-            let mut ms = Vec::new();
-            for _ in 0..RPC_SAMPLES {
-                let t = Instant::now();
-                let _: String = client.request("system_name", rpc_params![]).await?;
-                ms.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            ms.sort_by(f64::total_cmp);
-            (percentile(&ms, 0.5), percentile(&ms, 0.99))
-        }
-    };
+    // system_name ignores its parameter: the round trip with nothing read.
+    let (floor50, floor99) = timed_calls(&client, |_| {}, "system_name", &hashes[..1]).await?;
     let (cold50, cold99) =
         timed_calls(&client, |_| reader.clear_cache(), "chain_getBlock", &hashes).await?;
     let (hot50, hot99) = timed_calls(&client, |_| {}, "chain_getBlock", &hashes[..1]).await?;

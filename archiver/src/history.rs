@@ -3,8 +3,6 @@
 //! readers of one segment share a single reconstruction. The history RPC and the mount read here.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,7 +124,9 @@ impl HistoryReader {
             return Ok(None);
         };
         if loc.segment >= self.store.local_segments_pruned_below()? {
-            if let Some(rec) = self.read_local(number, &loc)? {
+            let path = self.segments_dir.join(segment_file_name(loc.segment));
+            // None when the file is gone (pruned meanwhile): read from the hosters instead.
+            if let Some(rec) = crate::log::read_record_at(&path, &loc, number)? {
                 self.stats.local_reads.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(rec));
             }
@@ -140,20 +140,6 @@ impl HistoryReader {
                 reason: format!("block {number} lies beyond the segment's end"),
             })?;
         check_record(bytes, number, &loc).map(Some)
-    }
-
-    /// Reads from the local segment file; None when the file is gone (pruned meanwhile).
-    fn read_local(&self, number: u64, loc: &Location) -> Result<Option<BlockRecord>> {
-        let path = self.segments_dir.join(segment_file_name(loc.segment));
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ArchiveError::io("open segment", &path, e)),
-        };
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| ArchiveError::io("read block", &path, e))?;
-        check_record(&buf, number, loc).map(Some)
     }
 
     /// A segment's verified plaintext from the cache or the hosters. Concurrent callers for the

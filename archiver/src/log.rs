@@ -509,28 +509,15 @@ impl BlockLog {
             return Ok(None);
         };
         let path = self.segment_path(loc.segment);
-        let file = File::open(&path).map_err(|e| ArchiveError::io("open segment", &path, e))?;
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| ArchiveError::io("read block", &path, e))?;
-        match scan_record(&buf) {
-            RecordScan::Complete { record, .. } if record.number == number => Ok(Some(record)),
-            RecordScan::Complete { .. } => Err(ArchiveError::SegmentFileCorrupt {
-                path,
-                offset: loc.offset,
-                reason: format!("catalog entry of block {number} points at another block"),
-            }),
-            RecordScan::Incomplete => Err(ArchiveError::SegmentFileCorrupt {
-                path,
-                offset: loc.offset,
-                reason: format!("block {number} truncated"),
-            }),
-            RecordScan::Invalid(reason) => Err(ArchiveError::SegmentFileCorrupt {
-                path,
-                offset: loc.offset,
-                reason: format!("block {number}: {reason}"),
-            }),
-        }
+        read_record_at(&path, &loc, number)?
+            .map(Some)
+            .ok_or_else(|| {
+                ArchiveError::io(
+                    "open segment",
+                    &path,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })
     }
 
     /// Re-reads every local segment file and checks it against the catalog: records valid,
@@ -643,6 +630,40 @@ fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> std::io::Result<usi
 }
 
 /// BLAKE3 of the first `len` bytes of a file.
+/// Reads block `number`'s record from a segment file at its catalog location and checks it is
+/// that block. None when the file does not exist (e.g. pruned after dispersal).
+pub(crate) fn read_record_at(
+    path: &Path,
+    loc: &Location,
+    number: u64,
+) -> Result<Option<BlockRecord>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ArchiveError::io("open segment", path, e)),
+    };
+    let mut buf = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut buf, loc.offset)
+        .map_err(|e| ArchiveError::io("read block", path, e))?;
+    let corrupt = |reason: String| ArchiveError::SegmentFileCorrupt {
+        path: path.to_path_buf(),
+        offset: loc.offset,
+        reason,
+    };
+    match scan_record(&buf) {
+        RecordScan::Complete { record, .. }
+            if record.number == number && record.hash == loc.hash =>
+        {
+            Ok(Some(record))
+        }
+        RecordScan::Complete { .. } => Err(corrupt(format!(
+            "catalog entry of block {number} points at another block"
+        ))),
+        RecordScan::Incomplete => Err(corrupt(format!("block {number} truncated"))),
+        RecordScan::Invalid(reason) => Err(corrupt(format!("block {number}: {reason}"))),
+    }
+}
+
 pub fn hash_file(path: &Path, len: u64) -> Result<[u8; 32]> {
     let file = File::open(path).map_err(|e| ArchiveError::io("open segment", path, e))?;
     let mut hasher = blake3::Hasher::new();

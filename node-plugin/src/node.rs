@@ -393,28 +393,19 @@ impl Node {
                 .verifying_key()
                 .to_bytes();
             let from_pk = key.verifying_key().to_bytes();
-            let nonce = {
-                let pool = lock(&self.inner.pool);
-                chain.state.account(&from_pk).nonce + pool.pending.get(&from_pk).map_or(0, |p| p.0)
-            };
-            let t = Transfer::signed(
-                &key,
-                &self.inner.genesis,
-                to_pk,
-                1 + round as u128 % 1000,
-                nonce,
-            );
-            let bytes = t.encode();
+            // One pool lock per transfer: the nonce, the pending totals and the push agree.
             let mut pool = lock(&self.inner.pool);
             if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
                 return;
             }
+            let nonce =
+                chain.state.account(&from_pk).nonce + pool.pending.get(&from_pk).map_or(0, |p| p.0);
+            let amount = 1 + round as u128 % 1000;
+            let t = Transfer::signed(&key, &self.inner.genesis, to_pk, amount, nonce);
             let entry = pool.pending.entry(from_pk).or_insert((0, 0));
             entry.0 += 1;
-            entry.1 += t.amount;
-            drop(pool);
-            debug_assert_eq!(bytes.len(), runtime::TRANSFER_BYTES);
-            lock(&self.inner.pool).txs.push(t);
+            entry.1 += amount;
+            pool.txs.push(t);
         }
     }
 

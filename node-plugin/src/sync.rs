@@ -181,7 +181,7 @@ pub async fn sync(
         }
         progress(report.blocks, archive_last, report.bytes);
     }
-    let Some((db, state, ..)) = &ctx else {
+    let Some((db, ..)) = &ctx else {
         return Err(SyncError::Block {
             segment: 0,
             number: 0,
@@ -218,7 +218,6 @@ pub async fn sync(
             reason: "the imported state does not match the head's state root".into(),
         });
     }
-    let _ = state;
     report.head = head;
     report.head_hash = head_hash;
     report.state_root = head_header.state_root;
@@ -234,7 +233,8 @@ fn commit(
     keep_body: bool,
 ) -> Result<(), NodeError> {
     let number = u64::from(c.header.number);
-    let header_len = block.len() - extrinsics_len(block, c)?;
+    // The block was decoded from these bytes, so its header is their prefix.
+    let header_len = parity_scale_codec::Encode::encoded_size(&c.header);
     db.put_block(
         &StoredBlock {
             number,
@@ -249,18 +249,6 @@ fn commit(
         None,
     )?;
     Ok(())
-}
-
-fn extrinsics_len(block: &[u8], c: &CheckedBlock) -> Result<usize, NodeError> {
-    use parity_scale_codec::Encode;
-    let len = c.extrinsics.encoded_size();
-    if len > block.len() {
-        return Err(NodeError::InvalidBlock {
-            number: u64::from(c.header.number),
-            reason: "body longer than the block".into(),
-        });
-    }
-    Ok(len)
 }
 
 /// Opens a partially synced database: its state, authority set and genesis hash.

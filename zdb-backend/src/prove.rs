@@ -42,7 +42,7 @@ pub enum ProveError {
 
 /// Where a prover reads shard parts (the embedded namespace, or a 0-db over the network).
 pub trait PartSource: Send + Sync {
-    /// Length of part `part` of `key`, None when it is not stored.
+    /// Length of the value stored under `key` (one part's key), None when it is not stored.
     fn part_len(&self, key: &[u8]) -> io::Result<Option<u64>>;
     /// `len` bytes of the value stored under `key`, from `offset`.
     fn read(&self, key: &[u8], offset: u64, len: usize) -> io::Result<Vec<u8>>;
