@@ -23,9 +23,21 @@ pub async fn challenge(
     hoster: &str,
     target: Target,
     samples: u16,
-    deadline_ms: u64,
+    deadline_ms: Option<u64>,
 ) -> Result<ChallengeOutcome> {
     let loaded = ConfigFile::load(config)?;
+    // Unless given, the deadline the audits measured for this hoster (read-only: an audit may
+    // be running), else the fixed default.
+    let deadline_ms = match deadline_ms {
+        Some(d) => d,
+        None => archiver::audit::AuditLog::open_read_only(&loaded.archive.data_dir)
+            .context("open audit store")?
+            .map(|log| log.measured_deadline_ms(hoster))
+            .transpose()
+            .context("read audit history")?
+            .flatten()
+            .unwrap_or(archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT),
+    };
     let entry = loaded
         .archive
         .hosters
@@ -102,17 +114,19 @@ pub fn print(o: &ChallengeOutcome, json: bool) {
             "latencyMs": o.latency_ms,
             "proofBytes": o.proof_bytes,
             "proofBytesPerSample": o.proof_bytes as f64 / f64::from(o.samples.max(1)),
+            "deadlineMs": o.deadline_ms,
         });
         println!("{v}");
     } else {
         println!(
-            "{} hoster {} segment {} shard {}: {} samples, {:.2} ms, {} proof bytes ({:.0} per sample){}",
+            "{} hoster {} segment {} shard {}: {} samples, {:.2} ms (deadline {} ms), {} proof bytes ({:.0} per sample){}",
             if o.passed() { "PASS" } else { "FAIL" },
             o.hoster,
             o.segment,
             o.shard,
             o.samples,
             o.latency_ms,
+            o.deadline_ms,
             o.proof_bytes,
             o.proof_bytes as f64 / f64::from(o.samples.max(1)),
             match &o.verdict {
@@ -137,8 +151,11 @@ pub async fn audit(
     deadline_ms: Option<u64>,
 ) -> Result<(u64, u64)> {
     let loaded = ConfigFile::load(config)?;
-    let log =
-        archiver::audit::AuditLog::open(&loaded.archive.data_dir).context("open audit store")?;
+    let data_dir = loaded.archive.data_dir.clone();
+    let open_log = || archiver::audit::AuditLog::open(&data_dir).context("open audit store");
+    // Back-to-back rounds keep the audit store open; a continuous audit opens it per result so
+    // that `repair` can clear marks in between.
+    let mut log = Some(open_log()?);
     let scratch = tempfile::tempdir().context("create secondary store directory")?;
     let store =
         archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
@@ -164,6 +181,8 @@ pub async fn audit(
     let mut deadlines = std::collections::HashMap::new();
     for name in keys.keys() {
         let measured = log
+            .as_ref()
+            .context("audit store")?
             .measured_deadline_ms(name)
             .context("read audit history")?;
         let d = deadline_ms
@@ -171,11 +190,26 @@ pub async fn audit(
             .unwrap_or(archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT);
         deadlines.insert(name.clone(), d);
     }
+    if every_ms.is_some() {
+        log = None;
+    }
     let (mut done, mut failed) = (0u64, 0u64);
     // Draws that found no challengeable shard; many in a row means none exists.
     let mut misses = 0u32;
     let started = std::time::Instant::now();
+    // Ctrl-C is watched for the whole audit: a signal arriving mid-challenge must still end it
+    // (a `ctrl_c()` future made afresh at each pause would miss it, and tokio's handler keeps
+    // the default action from ending the process).
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
     loop {
+        if *stop.borrow() {
+            break;
+        }
         if misses > AUDIT_MISSES_MAX {
             bail!("no dispersed shard is held by a hoster with a public_key");
         }
@@ -230,7 +264,11 @@ pub async fn audit(
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        log.record(&outcome, at_ms).context("record audit result")?;
+        match &log {
+            Some(l) => l.record(&outcome, at_ms),
+            None => open_log()?.record(&outcome, at_ms),
+        }
+        .context("record audit result")?;
         done += 1;
         if !outcome.passed() {
             failed += 1;
@@ -239,10 +277,11 @@ pub async fn audit(
         if let Some(ms) = every_ms {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
-                _ = tokio::signal::ctrl_c() => break,
+                _ = stop.changed() => break,
             }
         }
     }
+    watcher.abort();
     let secs = started.elapsed().as_secs_f64();
     let mut d: Vec<_> = deadlines.into_iter().collect();
     d.sort();
@@ -262,7 +301,10 @@ pub async fn audit(
             ""
         }
     );
-    print_audit_summary(&log)?;
+    match log {
+        Some(l) => print_audit_summary(&l)?,
+        None => print_audit_summary(&open_log()?)?,
+    }
     Ok((done, failed))
 }
 

@@ -236,20 +236,22 @@ enum Command {
         shard: Option<u32>,
         #[arg(long, default_value_t = archiver::audit::CHALLENGE_SAMPLES_DEFAULT)]
         samples: u16,
-        /// Responses slower than this fail.
-        #[arg(long, default_value_t = archiver::audit::CHALLENGE_DEADLINE_MS_DEFAULT)]
-        deadline_ms: u64,
+        /// Responses slower than this fail. Default: the hoster's measured deadline from past
+        /// audits (8 × p99 of its passes, 50..=1000 ms), 1000 ms before it has 20 passes.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
         #[arg(long)]
         json: bool,
     },
     /// Challenge random shards across all hosters; results go to `status`, failures to `repair`.
     Audit {
-        /// Challenges to run (default: 1 unless --every-ms is given).
+        /// Challenges to run (default: 1 unless --every is given).
         #[arg(long)]
         rounds: Option<u64>,
-        /// Keep auditing, one challenge every this many milliseconds, until interrupted.
-        #[arg(long)]
-        every_ms: Option<u64>,
+        /// Keep auditing, one challenge per this interval (`500ms`, `30s`, `5m`, `1h`), until
+        /// interrupted.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<std::time::Duration>,
         #[arg(long, default_value_t = archiver::audit::CHALLENGE_SAMPLES_DEFAULT)]
         samples: u16,
         /// Responses slower than this fail. Default: measured per hoster (8 × its p99 over past
@@ -279,6 +281,10 @@ enum Command {
         blocks: u64,
     },
 }
+
+/// Failed challenges `status --json` lists with their evidence: enough to act on, short enough
+/// to read (the audit store keeps them all).
+const STATUS_FAILURES_SHOWN: usize = 10;
 
 /// Allocations at least this large are mmap'd and unmapped on free: shard and segment buffers
 /// then go back to the OS instead of piling up in glibc's heap (which otherwise grows RSS past the
@@ -539,18 +545,25 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let archive = open_archive(&cli.config)?;
             let s = archive.status().await.context("collect status")?;
+            let audit = archiver::audit::AuditLog::open_read_only(&archive.config().data_dir)
+                .context("open audit store")?;
             if json {
+                let mut v = serde_json::to_value(&s).context("encode status")?;
+                if let Some(a) = &audit {
+                    v["audit"] = serde_json::json!({
+                        "hosters": a.summary().context("read audit results")?,
+                        "markedForRepair": a.marked().context("read repair marks")?.len(),
+                        "recentFailures": a.failures(STATUS_FAILURES_SHOWN).context("read audit results")?,
+                    });
+                }
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&s).context("encode status")?
+                    serde_json::to_string_pretty(&v).context("encode status")?
                 );
             } else {
                 print_status(&s);
-                if let Some(a) =
-                    archiver::audit::AuditLog::open_existing(&archive.config().data_dir)
-                        .context("open audit store")?
-                {
-                    archiver_cli::challenge::print_audit_summary(&a)?;
+                if let Some(a) = &audit {
+                    archiver_cli::challenge::print_audit_summary(a)?;
                 }
             }
             Ok(())
@@ -622,7 +635,10 @@ async fn run(cli: Cli) -> Result<()> {
             use std::io::Write;
             let identity = zdb_backend::prove::load_or_create_identity(&data)
                 .with_context(|| format!("load prover identity in {}", data.display()))?;
-            let prover = std::sync::Arc::new(zdb_backend::prove::Prover::new(identity));
+            let prover = std::sync::Arc::new(zdb_backend::prove::Prover::with_tree_dir(
+                identity,
+                data.join(zdb_backend::prove::TREES_DIR),
+            ));
             let client = zdb_backend::ZdbClient::new(
                 zdb_backend::HosterConfig {
                     address: zdb.clone(),
@@ -649,10 +665,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit {
             rounds,
-            every_ms,
+            every,
             samples,
             deadline_ms,
         } => {
+            let every_ms = every.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
             let rounds = match (rounds, every_ms) {
                 (None, None) => Some(1),
                 (r, _) => r,

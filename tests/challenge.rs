@@ -1,7 +1,8 @@
 //! Storage challenges over the 0-db protocol against real hoster processes: honest hosters pass;
 //! a hoster whose disk rotted fails; a hoster that fetches the shard from a slower remote copy to
 //! answer misses the deadline; malformed challenges get a clear error line and the hoster keeps
-//! serving. (Sampling statistics, replays and flipped response bytes are checked at the protocol
+//! serving; `audit` finds the rotten hoster, keeps the evidence, and `repair` moves its shards
+//! while a continuous audit runs. (Sampling statistics, replays and flipped response bytes are checked at the protocol
 //! level in `prover/src/challenge.rs`.)
 #![allow(clippy::unwrap_used)]
 
@@ -309,4 +310,133 @@ async fn hosters_prove_possession_over_the_wire() {
         text.contains("FAIL") && text.contains("failed the storage challenge"),
         "{text}"
     );
+
+    // An audit of 200 random (segment, shard) pairs over every hoster with an id: only h2 fails,
+    // its failures are marked for repair, and the exit code says so.
+    let out = archiver(&config, &["audit", "--rounds", "200", "--samples", "16"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("audited 200 shards"), "{text}");
+    assert!(text.contains("marked for `archiver repair`"), "{text}");
+    let status = |config: &Path| -> serde_json::Value {
+        let out = archiver(config, &["status", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = status(&config);
+    let rows = v["audit"]["hosters"].as_array().unwrap().clone();
+    assert!(rows.len() >= 6, "{v}");
+    for row in &rows {
+        let (failed, passed) = (
+            row["failed"].as_u64().unwrap(),
+            row["passed"].as_u64().unwrap(),
+        );
+        if row["hoster"] == "h2" {
+            assert!(failed > 0 && passed == 0, "{row}");
+        } else {
+            assert!(failed == 0 && passed > 0, "{row}");
+        }
+    }
+    let marked = v["audit"]["markedForRepair"].as_u64().unwrap();
+    assert!(marked > 0, "{v}");
+    // Each failure keeps its evidence: the challenge and h2's response as received, which
+    // anyone can check again: the response decodes and fails verification against the
+    // manifest's root, and it is not a signature failure: h2 signed the wrong data.
+    let failures = v["audit"]["recentFailures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{v}");
+    let h2_key = parse_hoster_key(
+        loaded
+            .archive
+            .hosters
+            .iter()
+            .find(|e| e.name == "h2")
+            .unwrap()
+            .public_key
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut rechecked = 0;
+    for f in failures {
+        assert_eq!(f["hoster"], "h2", "{f}");
+        let (Some(c), Some(r)) = (f["challenge_hex"].as_str(), f["response_hex"].as_str()) else {
+            continue;
+        };
+        let c = prover::challenge::Challenge::decode(&hex::decode(c).unwrap()).unwrap();
+        let r = prover::challenge::Response::decode(&hex::decode(r).unwrap()).unwrap();
+        let m = store.manifest(c.segment).unwrap().unwrap();
+        let e = prover::challenge::verify(
+            &c,
+            &r,
+            &h2_key,
+            &h2_key.to_bytes(),
+            m.shard_roots[c.shard as usize],
+            m.shard_bytes,
+            0,
+            u64::MAX,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("signature"), "{e}");
+        rechecked += 1;
+    }
+    assert!(rechecked > 0, "no failure carried a response: {failures:?}");
+
+    // A continuous audit runs while `status` reads and `repair` rebuilds the marked shards on the
+    // spare hoster (the audit holds its store only while writing a result).
+    let mut continuous = KillOnDrop(
+        Command::new(EXE)
+            .arg("--config")
+            .arg(&config)
+            .args(["audit", "--every", "50ms"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let v = status(&config);
+    assert!(v["audit"]["hosters"].as_array().unwrap().len() >= 6, "{v}");
+    let out = archiver(&config, &["repair"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("-> h6"), "{text}");
+    assert!(
+        !text.contains("-> h2"),
+        "a rotten hoster is no repair target: {text}"
+    );
+    // Ctrl-C ends the continuous audit with its summary (the measured deadlines among it).
+    let sent = Command::new("kill")
+        .args(["-INT", &continuous.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let child = std::mem::replace(&mut continuous.0, Command::new("true").spawn().unwrap());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("deadlines (ms):"), "{text}");
+    // After 200 rounds most honest hosters have ≥ 20 passes, so their deadline is measured from
+    // their own latency (8 × p99, clamped to 50..=1000 ms) instead of the 1 s default. (Not all:
+    // random draws may give one fewer than 20, and first challenges that build a shard's tree in
+    // a debug build can push a p99 past the clamp.)
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("deadlines (ms):"))
+        .unwrap();
+    let mut measured = 0;
+    for part in line["deadlines (ms):".len()..].split(',') {
+        let mut it = part.split_whitespace();
+        let (name, ms) = (
+            it.next().unwrap(),
+            it.next().unwrap().parse::<u64>().unwrap(),
+        );
+        assert!((50..=1000).contains(&ms), "{name}: {line}");
+        if name != "h2" && ms < 1000 {
+            measured += 1;
+        }
+    }
+    assert!(measured >= 3, "{line}");
 }

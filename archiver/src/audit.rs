@@ -28,6 +28,9 @@ pub const DEADLINE_HISTORY_MIN: usize = 20;
 pub const DEADLINE_LATENCY_FACTOR: f64 = 8.0;
 /// Lower bound of a measured deadline: scheduler and network jitter on a quiet loopback.
 pub const DEADLINE_FLOOR_MS: u64 = 50;
+/// How long a writer of the audit store waits for a continuous audit to release it: that audit
+/// holds it for one write (milliseconds) per round.
+pub const AUDIT_STORE_LOCK_WAIT_MS: u64 = 5_000;
 
 /// What one challenge showed.
 #[derive(Clone, Debug)]
@@ -37,10 +40,16 @@ pub struct ChallengeOutcome {
     pub shard: u32,
     pub samples: u16,
     pub latency_ms: f64,
+    /// The deadline the response was held to.
+    pub deadline_ms: u64,
     /// Encoded response length (0 when there was none).
     pub proof_bytes: usize,
     /// `Ok` when the proof verified; otherwise why not (the verdict).
     pub verdict: Result<(), String>,
+    /// When a response came back and failed: the encoded challenge and the hoster's response as
+    /// received. The response is signed with the hoster's key over the challenge, so together
+    /// they let anyone re-run the verification: attributable evidence, not just our word.
+    pub evidence: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl ChallengeOutcome {
@@ -84,8 +93,10 @@ pub async fn challenge_shard(
         shard,
         samples,
         latency_ms: 0.0,
+        deadline_ms,
         proof_bytes: 0,
         verdict: Ok(()),
+        evidence: None,
     };
     let Some(root) = manifest.shard_roots.get(shard as usize).copied() else {
         outcome.verdict = Err(format!("segment {} has no shard {shard}", manifest.segment));
@@ -119,6 +130,9 @@ pub async fn challenge_shard(
             )
         })
         .map_err(|e| e.to_string());
+    if outcome.verdict.is_err() {
+        outcome.evidence = Some((challenge.encode().to_vec(), bytes));
+    }
     outcome
 }
 
@@ -134,6 +148,12 @@ pub struct AuditRecord {
     pub latency_ms: f64,
     pub proof_bytes: usize,
     pub verdict: String,
+    /// Failed answers only: the challenge and the signed response, hex (see
+    /// `ChallengeOutcome::evidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_hex: Option<String>,
 }
 
 /// Per-hoster audit figures for `archiver status`.
@@ -163,13 +183,43 @@ const RESULT_PREFIX: u8 = b'r';
 const MARK_PREFIX: u8 = b'm';
 
 impl AuditLog {
-    /// Opens (creating) the audit store under the archive's data directory.
+    /// Opens (creating) the audit store under the archive's data directory. A continuous audit
+    /// (`--every`) holds it only while it writes a result, so another writer (`repair`) waits
+    /// up to `AUDIT_STORE_LOCK_WAIT_MS` for it instead of failing at once.
     pub fn open(data_dir: &std::path::Path) -> crate::Result<Self> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
-        let db = rocksdb::DB::open(&opts, data_dir.join("audit"))
-            .map_err(crate::ArchiveError::db("open audit store"))?;
-        Ok(Self { db })
+        let path = data_dir.join("audit");
+        let waited = Instant::now();
+        loop {
+            match rocksdb::DB::open(&opts, &path) {
+                Ok(db) => return Ok(Self { db }),
+                Err(e)
+                    if e.to_string().contains("lock")
+                        && waited.elapsed().as_millis() < u128::from(AUDIT_STORE_LOCK_WAIT_MS) =>
+                {
+                    // Retry, not sync-by-sleep: the other process gives no signal to wait on.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(crate::ArchiveError::db(
+                        "open audit store (an `archiver audit --rounds` may be running)",
+                    )(e))
+                }
+            }
+        }
+    }
+
+    /// Opens the audit store read-only, beside a running audit (RocksDB's read-only mode takes
+    /// no lock); None when no audit ever ran. For `status`.
+    pub fn open_read_only(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
+        let path = data_dir.join("audit");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), &path, false)
+            .map_err(crate::ArchiveError::db("open audit store read-only"))?;
+        Ok(Some(Self { db }))
     }
 
     /// Opens an existing audit store, or None when no audit ever ran.
@@ -195,6 +245,8 @@ impl AuditLog {
                 Ok(()) => "pass".into(),
                 Err(e) => e.clone(),
             },
+            challenge_hex: o.evidence.as_ref().map(|(c, _)| hex::encode(c)),
+            response_hex: o.evidence.as_ref().map(|(_, r)| hex::encode(r)),
         };
         let mut key = vec![RESULT_PREFIX];
         key.extend_from_slice(&at_ms.to_be_bytes());
@@ -267,6 +319,31 @@ impl AuditLog {
     }
 
     /// Pass/fail counts and latency percentiles per hoster, over every recorded challenge.
+    /// The most recent failed challenges, newest first, at most `limit`, each with its evidence
+    /// (challenge and signed response) when the hoster answered at all.
+    pub fn failures(&self, limit: usize) -> crate::Result<Vec<AuditRecord>> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(&[RESULT_PREFIX + 1], rocksdb::Direction::Reverse);
+        for item in self.db.iterator(mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(crate::ArchiveError::db("read audit"))?;
+            if k.first() != Some(&RESULT_PREFIX) {
+                if k.first() > Some(&RESULT_PREFIX) {
+                    continue;
+                }
+                break;
+            }
+            if let Ok(rec) = serde_json::from_slice::<AuditRecord>(&v) {
+                if !rec.passed {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn summary(&self) -> crate::Result<Vec<HosterAudit>> {
         let mut by: std::collections::BTreeMap<String, (HosterAudit, Vec<f64>)> =
             Default::default();

@@ -9,6 +9,15 @@ use zdb_backend::{ClientOptions, HosterConfig, ZdbClient, ZdbError};
 
 use crate::config::HosterEntry;
 
+/// Shards are stored on 0-db hosters in parts of this size. 0-db has no range reads, so a prover
+/// beside a real 0-db (the `archiver prover` sidecar) must GET the whole part that holds each
+/// challenged 1 KiB chunk: 64 KiB parts keep a 16-sample proof at ≤ 1 MiB of reads instead of
+/// whole 8 MiB parts. The parts of one shard are written and read concurrently over the
+/// connection pool (`archiver bench` shows the dispersal cost). A multiple of the challenge chunk
+/// size so that no chunk straddles two parts; changing it moves where existing shards are found.
+pub const SHARD_PART_BYTES: usize = 64 * 1024;
+const _: () = assert!(SHARD_PART_BYTES.is_multiple_of(prover::merkle::CHUNK_BYTES));
+
 /// Why a hoster call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -112,10 +121,16 @@ impl ShardHost for ZdbHost {
         Ok(())
     }
     async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
-        Ok(self.shards.set_large(key, data).await?)
+        Ok(self
+            .shards
+            .set_large_with(key, data, SHARD_PART_BYTES)
+            .await?)
     }
     async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>> {
-        Ok(self.shards.get_large(key, len).await?)
+        Ok(self
+            .shards
+            .get_large_with(key, len, SHARD_PART_BYTES)
+            .await?)
     }
     async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
         match self
@@ -133,17 +148,17 @@ impl ShardHost for ZdbHost {
         }
     }
     async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool> {
-        // LENGTH of every part: proves presence and size without moving the payload.
-        let parts = zdb_backend::large_part_count(len);
-        for p in 0..parts {
-            let expect = (len - p * zdb_backend::VALUE_BYTES_MAX as u64)
-                .min(zdb_backend::VALUE_BYTES_MAX as u64);
+        // LENGTH of every part, concurrently over the pool: proves presence and size without
+        // moving the payload.
+        let part_bytes = SHARD_PART_BYTES as u64;
+        let parts = zdb_backend::large_part_count_with(len, SHARD_PART_BYTES);
+        let checks = (0..parts).map(|p| async move {
+            let expect = (len - p * part_bytes).min(part_bytes);
             let part_key = zdb_backend::large_part_key(key, p as u16);
-            if self.shards.length(&part_key).await? != Some(expect) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+            Ok::<_, ZdbError>(self.shards.length(&part_key).await? == Some(expect))
+        });
+        let found = futures::future::try_join_all(checks).await?;
+        Ok(found.into_iter().all(|present| present))
     }
     async fn put_meta(&self, key: &[u8], data: &[u8]) -> HostResult<()> {
         Ok(self.meta.set(key, data).await?)

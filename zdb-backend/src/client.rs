@@ -321,10 +321,16 @@ pub fn large_part_key(key: &[u8], index: u16) -> Vec<u8> {
     k
 }
 
-/// Number of parts a large value of `len` bytes is stored in: ⌈len / 8 MiB⌉, and one (empty)
-/// part for an empty value so that "stored" and "missing" stay distinguishable.
+/// Number of parts a large value of `len` bytes is stored in at 8 MiB per part.
 pub fn large_part_count(len: u64) -> u64 {
-    len.div_ceil(VALUE_BYTES_MAX as u64).max(1)
+    large_part_count_with(len, VALUE_BYTES_MAX)
+}
+
+/// Number of parts a large value of `len` bytes is stored in at `part_bytes` per part:
+/// ⌈len / part_bytes⌉, and one (empty) part for an empty value so that "stored" and "missing"
+/// stay distinguishable.
+pub fn large_part_count_with(len: u64, part_bytes: usize) -> u64 {
+    len.div_ceil(part_bytes.max(1) as u64).max(1)
 }
 
 fn sha1_hex(nonce: &str, password: &str) -> String {
@@ -953,8 +959,21 @@ impl ZdbClient {
     /// Stores a value of any size as parts of at most 8 MiB under `key ‖ u16-LE part index`,
     /// written concurrently over the pool. The reader must know the length (`get_large`).
     pub async fn set_large(&self, key: &[u8], value: &[u8]) -> Result<(), ZdbError> {
+        self.set_large_with(key, value, VALUE_BYTES_MAX).await
+    }
+
+    /// `set_large` with parts of `part_bytes` (clamped to 1..=8 MiB). Smaller parts cost more
+    /// requests to write but let a reader that needs a few bytes fetch only the parts holding
+    /// them, since 0-db has no range reads. The reader must pass the same part size.
+    pub async fn set_large_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        part_bytes: usize,
+    ) -> Result<(), ZdbError> {
         self.check_key(key, LARGE_KEY_BYTES_MAX)?;
-        let parts = large_part_count(value.len() as u64);
+        let part_bytes = part_bytes.clamp(1, VALUE_BYTES_MAX);
+        let parts = large_part_count_with(value.len() as u64, part_bytes);
         if parts > LARGE_PARTS_MAX {
             return Err(ZdbError::TooManyParts {
                 address: self.addr(),
@@ -965,7 +984,7 @@ impl ZdbClient {
         let chunks: Vec<&[u8]> = if value.is_empty() {
             vec![value]
         } else {
-            value.chunks(VALUE_BYTES_MAX).collect()
+            value.chunks(part_bytes).collect()
         };
         let results = join_all(chunks.into_iter().enumerate().map(|(i, chunk)| async move {
             self.set(&large_part_key(key, i as u16), chunk).await
@@ -978,8 +997,19 @@ impl ZdbClient {
     /// in the result. `Ok(None)` when any part is missing; a stored value of another total
     /// length is `LengthMismatch` naming the key.
     pub async fn get_large(&self, key: &[u8], len: u64) -> Result<Option<Vec<u8>>, ZdbError> {
+        self.get_large_with(key, len, VALUE_BYTES_MAX).await
+    }
+
+    /// `get_large` of a value written by `set_large_with` with the same `part_bytes`.
+    pub async fn get_large_with(
+        &self,
+        key: &[u8],
+        len: u64,
+        part_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, ZdbError> {
         self.check_key(key, LARGE_KEY_BYTES_MAX)?;
-        let parts = large_part_count(len);
+        let part_bytes = part_bytes.clamp(1, VALUE_BYTES_MAX);
+        let parts = large_part_count_with(len, part_bytes);
         if parts > LARGE_PARTS_MAX {
             return Err(ZdbError::TooManyParts {
                 address: self.addr(),
@@ -1003,7 +1033,7 @@ impl ZdbClient {
             let chunks: Vec<&mut [u8]> = if size == 0 {
                 vec![&mut out[..]]
             } else {
-                out.chunks_mut(VALUE_BYTES_MAX).collect()
+                out.chunks_mut(part_bytes).collect()
             };
             // A part past the last one means the stored value is longer than `len`: checked
             // alongside the reads so it costs no extra round trip of latency.
@@ -1017,7 +1047,7 @@ impl ZdbClient {
                 match self.get_into(&large_part_key(key, i as u16), dest).await {
                     // The total the hoster holds is at least the parts before plus this one.
                     Err(ZdbError::LengthMismatch { actual, .. }) => {
-                        Err(i as u64 * VALUE_BYTES_MAX as u64 + actual)
+                        Err(i as u64 * part_bytes as u64 + actual)
                     }
                     other => Ok(other),
                 }
@@ -1032,7 +1062,7 @@ impl ZdbClient {
                 }
             }
             if let Some(extra) = beyond? {
-                return Err(mismatch(parts * VALUE_BYTES_MAX as u64 + extra));
+                return Err(mismatch(len + extra));
             }
             found
         };

@@ -167,6 +167,23 @@ async fn large_values_are_split_and_reassembled() {
     c.del(&large_part_key(b"big", 1)).await.unwrap();
     assert_eq!(c.get_large(b"big", len as u64).await.unwrap(), None);
 
+    // Smaller parts (as the archiver stores shards): 200 KiB at 64 KiB = 3 full parts + 8 KiB.
+    let shard = pattern(200 * 1024, 5);
+    c.set_large_with(b"shard", &shard, 64 * 1024).await.unwrap();
+    assert_eq!(
+        c.length(&large_part_key(b"shard", 3)).await.unwrap(),
+        Some(8 * 1024)
+    );
+    assert!(!c.exists(&large_part_key(b"shard", 4)).await.unwrap());
+    let back = c
+        .get_large_with(b"shard", shard.len() as u64, 64 * 1024)
+        .await;
+    assert!(back.unwrap().unwrap() == shard, "64 KiB parts reassemble");
+    assert!(matches!(
+        c.get_large_with(b"shard", 190 * 1024, 64 * 1024).await,
+        Err(ZdbError::LengthMismatch { .. })
+    ));
+
     // Small and empty values go through the same layout.
     c.set_large(b"small", b"abc").await.unwrap();
     assert_eq!(c.get_large(b"small", 3).await.unwrap().unwrap(), b"abc");

@@ -394,6 +394,10 @@ async fn read_one(ns: &Arc<Namespace>, key: &[u8]) -> Out {
 struct NamespaceParts(Arc<Namespace>);
 
 impl crate::prove::PartSource for NamespaceParts {
+    fn scope(&self) -> &[u8] {
+        self.0.name()
+    }
+
     fn part_len(&self, key: &[u8]) -> std::io::Result<Option<u64>> {
         Ok(self.0.lookup(key).map(|loc| u64::from(loc.value_len)))
     }

@@ -199,7 +199,10 @@ impl HosterServer {
                 stats: Stats::default(),
                 boot: SystemTime::now(),
                 closed: AtomicBool::new(false),
-                prover: Arc::new(crate::prove::Prover::new(identity)),
+                prover: Arc::new(crate::prove::Prover::with_tree_dir(
+                    identity,
+                    cfg.data_dir.join(crate::prove::TREES_DIR),
+                )),
             }),
         })
     }
