@@ -131,7 +131,7 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
     result
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -265,10 +265,17 @@ pub async fn audit(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         match &log {
-            Some(l) => l.record(&outcome, at_ms),
-            None => open_log()?.record(&outcome, at_ms),
+            Some(l) => l.record(&outcome, at_ms).context("record audit result")?,
+            // A continuous audit outlives a long `repair` holding the store: the result is
+            // printed below if it failed, and the audit goes on.
+            None => {
+                if let Err(e) = open_log()
+                    .and_then(|l| l.record(&outcome, at_ms).context("record audit result"))
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "audit result not recorded");
+                }
+            }
         }
-        .context("record audit result")?;
         done += 1;
         if !outcome.passed() {
             failed += 1;

@@ -4,12 +4,14 @@
 pub mod bench;
 pub mod bench_chain;
 pub mod bench_challenge;
+pub mod bench_mount;
 pub mod chain;
 pub mod challenge;
 pub mod cluster;
 pub mod config_file;
 pub mod demo;
 pub mod ingest;
+pub mod mount;
 
 /// Prints a line to stdout for a supervising process (addresses, ids, progress) and flushes it.
 /// A closed stdout (the supervisor stopped reading) must not take a server down, so write errors

@@ -107,6 +107,21 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Delete local segment files the hosters provably hold: each dispersed segment is first read
+    /// back (manifest and all k+m shards checked); the newest N verified ones stay local.
+    Prune {
+        #[arg(long, default_value_t = 0)]
+        keep_local_segments: u64,
+    },
+    /// Mount the whole history read-only as files (`ls`, `cat`, `grep`); Ctrl-C or SIGTERM
+    /// unmounts. Pruned blocks are fetched from the hosters on demand.
+    Mount {
+        /// An existing empty directory.
+        mountpoint: PathBuf,
+        /// Bound of the cache of segments rebuilt from the hosters, MiB.
+        #[arg(long, default_value_t = 256)]
+        cache_mib: usize,
+    },
     /// Hosters, segments and watermarks.
     Status {
         #[arg(long)]
@@ -276,6 +291,10 @@ enum Command {
         /// The storage-challenge bench instead: proof generation, verification, bytes, rounds/s.
         #[arg(long)]
         challenges: bool,
+        /// The FUSE-mount bench instead: cold and hot read MB/s of every block file and `find`
+        /// over a history of --mib MiB (use ≥ 1024), against the raw FUSE ceiling.
+        #[arg(long)]
+        mount: bool,
         /// Blocks in the chain bench.
         #[arg(long, default_value_t = 20_000)]
         blocks: u64,
@@ -709,6 +728,27 @@ async fn run(cli: Cli) -> Result<()> {
             stop_at,
             flush,
         } => chain::run_follow(&cli.config, &node, stop_at, flush).await,
+        Command::Prune {
+            keep_local_segments,
+        } => {
+            let archive = open_archive(&cli.config)?;
+            let disperser = archive.disperser();
+            let verified = disperser
+                .verify_dispersed()
+                .await
+                .context("verify dispersed segments")?;
+            let kept_from = disperser
+                .prune_local_segments(keep_local_segments)
+                .context("prune local segments")?;
+            println!(
+                "verified segments below {verified}; local segment files below {kept_from} deleted"
+            );
+            Ok(())
+        }
+        Command::Mount {
+            mountpoint,
+            cache_mib,
+        } => archiver_cli::mount::run(&cli.config, &mountpoint, cache_mib).await,
         Command::Rpc { listen, cache_mib } => chain::run_rpc(&cli.config, listen, cache_mib).await,
         Command::Sync {
             data,
@@ -725,6 +765,12 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Bench {
+            mount: true,
+            mib,
+            dir,
+            ..
+        } => archiver_cli::bench_mount::run(mib, dir).await,
         Command::Bench {
             challenges: true, ..
         } => archiver_cli::bench_challenge::run().await,

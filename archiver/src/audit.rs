@@ -203,7 +203,7 @@ impl AuditLog {
                 }
                 Err(e) => {
                     return Err(crate::ArchiveError::db(
-                        "open audit store (an `archiver audit --rounds` may be running)",
+                        "open audit store (held by another `archiver audit --rounds` or `repair`)",
                     )(e))
                 }
             }
@@ -318,7 +318,6 @@ impl AuditLog {
         ))
     }
 
-    /// Pass/fail counts and latency percentiles per hoster, over every recorded challenge.
     /// The most recent failed challenges, newest first, at most `limit`, each with its evidence
     /// (challenge and signed response) when the hoster answered at all.
     pub fn failures(&self, limit: usize) -> crate::Result<Vec<AuditRecord>> {
@@ -344,6 +343,7 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// Pass/fail counts and latency percentiles per hoster, over every recorded challenge.
     pub fn summary(&self) -> crate::Result<Vec<HosterAudit>> {
         let mut by: std::collections::BTreeMap<String, (HosterAudit, Vec<f64>)> =
             Default::default();

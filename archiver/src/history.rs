@@ -111,6 +111,11 @@ impl HistoryReader {
         self.cache.lock().map(|c| c.bytes).unwrap_or(0)
     }
 
+    /// The bound given to `new`.
+    pub fn cache_bytes_max(&self) -> usize {
+        self.cache_bytes_max
+    }
+
     /// Drops every cached segment (benchmarks measure cold reads this way).
     pub fn clear_cache(&self) {
         if let Ok(mut c) = self.cache.lock() {

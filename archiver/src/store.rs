@@ -309,6 +309,22 @@ impl Store {
         }
     }
 
+    /// The lowest block number in the catalog (the first archived block), if any.
+    pub fn first_number(&self) -> Result<Option<u64>> {
+        let cf = self.cf(CF_CATALOG)?;
+        match self.db.iterator_cf(cf, IteratorMode::Start).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item.map_err(ArchiveError::db("catalog scan"))?;
+                let k: [u8; 8] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("catalog", "key length"))?;
+                Ok(Some(u64::from_be_bytes(k)))
+            }
+        }
+    }
+
     /// Block hashes of `first..=last`, in order, from the catalog.
     pub fn hashes_in(&self, first: u64, last: u64) -> Result<Vec<[u8; 32]>> {
         let cf = self.cf(CF_CATALOG)?;

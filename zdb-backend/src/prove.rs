@@ -20,6 +20,8 @@ pub const PROVE_COMMAND: &str = "PROVE";
 /// Shard trees kept in memory (a 16 MiB shard's tree is ~1 MiB), least recently used evicted;
 /// evicted ones are reloaded from the tree directory (leaves only: 32 bytes per KiB of shard).
 pub const PROVER_TREES_MAX: usize = 64;
+/// Parts whose LENGTH the sidecar asks at once when it learns a shard's layout.
+const SIDECAR_LENGTH_BATCH: u32 = 64;
 /// Directory (in a hoster's or sidecar's data directory) of kept shard trees.
 pub const TREES_DIR: &str = "trees";
 /// Magic and version of a kept tree file (`<tree dir>/<id hex>.tree`, specs/challenge.md).
@@ -54,6 +56,18 @@ pub trait PartSource: Send + Sync {
     fn part_len(&self, key: &[u8]) -> io::Result<Option<u64>>;
     /// `len` bytes of the value stored under `key`, from `offset`.
     fn read(&self, key: &[u8], offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Lengths of parts 0, 1, 2, … of the large value under `key`, up to the first part not
+    /// stored. A network source overrides this to ask for many parts at once.
+    fn part_lens(&self, key: &[u8]) -> io::Result<Vec<u64>> {
+        let mut lens = Vec::new();
+        for i in 0..=u16::MAX {
+            match self.part_len(&large_part_key(key, i))? {
+                Some(len) => lens.push(len),
+                None => break,
+            }
+        }
+        Ok(lens)
+    }
     /// What distinguishes equal keys of different stores (the namespace name), so kept trees
     /// of one never answer for another.
     fn scope(&self) -> &[u8] {
@@ -158,14 +172,13 @@ impl Prover {
             key: hex::encode(key),
             source,
         };
-        let mut parts = Vec::new();
-        for i in 0..=u16::MAX {
-            let part_key = large_part_key(key, i);
-            match src.part_len(&part_key).map_err(read_err)? {
-                Some(len) => parts.push((part_key, len)),
-                None => break,
-            }
-        }
+        let parts: Vec<(Vec<u8>, u64)> = src
+            .part_lens(key)
+            .map_err(read_err)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, len)| (large_part_key(key, i as u16), len))
+            .collect();
         if parts.is_empty() {
             return Err(ProveError::ShardMissing {
                 key: hex::encode(key),
@@ -329,6 +342,31 @@ impl PartSource for ZdbParts {
         self.rt
             .block_on(self.client.length(key))
             .map_err(io::Error::other)
+    }
+
+    fn part_lens(&self, key: &[u8]) -> io::Result<Vec<u64>> {
+        // LENGTH of SIDECAR_LENGTH_BATCH parts at a time, concurrently over the pool: a 16 MiB
+        // shard in 64 KiB parts is 256 parts, 4 round trips instead of 257.
+        self.rt.block_on(async {
+            let mut lens = Vec::new();
+            let mut next: u32 = 0;
+            while next <= u32::from(u16::MAX) {
+                let end = (next + SIDECAR_LENGTH_BATCH).min(u32::from(u16::MAX) + 1);
+                let asks = (next..end).map(|i| {
+                    let part_key = large_part_key(key, i as u16);
+                    let client = &self.client;
+                    async move { client.length(&part_key).await }
+                });
+                for len in crate::join::join_all(asks).await {
+                    match len.map_err(io::Error::other)? {
+                        Some(len) => lens.push(len),
+                        None => return Ok(lens),
+                    }
+                }
+                next = end;
+            }
+            Ok(lens)
+        })
     }
 
     fn read(&self, key: &[u8], offset: u64, len: usize) -> io::Result<Vec<u8>> {

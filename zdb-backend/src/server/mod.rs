@@ -162,7 +162,7 @@ impl HosterServer {
         self.shared.prover.id()
     }
 
-    /// As `bind`, over any storage (tests inject faulty ones); `cfg.data_dir` is not used.
+    /// As `bind`, over any storage (tests inject faulty ones); `cfg.data_dir` holds only the identity and the kept shard trees.
     /// Storage without a data directory (tests) gets a fresh challenge identity per start.
     pub async fn bind_with_storage(
         cfg: HosterServerConfig,
