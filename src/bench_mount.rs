@@ -154,13 +154,21 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     };
     let measure = {
         let mnt = mnt.clone();
-        tokio::task::spawn_blocking(move || -> Result<(u64, f64, f64, usize, f64)> {
+        let reader = reader.clone();
+        tokio::task::spawn_blocking(move || -> Result<(u64, f64, f64, u64, usize, f64)> {
             let t = Instant::now();
             let bytes = read_all_blocks(&mnt, first, head)?;
             let cold = t.elapsed().as_secs_f64();
+            let fetched = |r: &archiver::HistoryReader| {
+                r.stats
+                    .remote_segments
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            };
+            let before = fetched(&reader);
             let t = Instant::now();
             let again = read_all_blocks(&mnt, first, head)?;
             let hot = t.elapsed().as_secs_f64();
+            let hot_rebuilds = fetched(&reader) - before;
             if again != bytes {
                 bail!("hot read gave {again} bytes, cold {bytes}");
             }
@@ -173,7 +181,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
                 .context("run find")?;
             let find_secs = t.elapsed().as_secs_f64();
             let files = String::from_utf8_lossy(&out.stdout).lines().count();
-            Ok((bytes, cold, hot, files, find_secs))
+            Ok((bytes, cold, hot, hot_rebuilds, files, find_secs))
         })
         .await
         .context("read task")?
@@ -187,7 +195,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         .await
         .context("unmount task")?
         .context("unmount")?;
-    let (bytes, cold, hot, files, find_secs) = measure?;
+    let (bytes, cold, hot, hot_rebuilds, files, find_secs) = measure?;
     let blocks = head - first + 1;
     let (cold_mbps, hot_mbps) = (mbps(bytes, cold), mbps(bytes, hot));
     println!(
@@ -198,7 +206,9 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         "  cold read (all segments from the hosters)  {cold_mbps:>7.0} MB/s  ({cold:.2} s; {stats} segments rebuilt, cache {:.0} of {CACHE_MIB} MiB after)",
         cached as f64 / 1048576.0
     );
-    println!("  hot read (page cache)                      {hot_mbps:>7.0} MB/s  ({hot:.2} s)");
+    println!(
+        "  hot read (page cache)                      {hot_mbps:>7.0} MB/s  ({hot:.2} s; {hot_rebuilds} segments rebuilt for pages the kernel had dropped)"
+    );
     println!("  find blocks/ -type f                       {find_secs:>7.2} s  ({files} files)");
     println!("limits (same run):");
     println!("  raw FUSE, trivial file from memory         {raw_mbps:>7.0} MB/s");

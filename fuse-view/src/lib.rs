@@ -42,6 +42,13 @@ const CHANGING_TTL: Duration = Duration::from_millis(REFRESH_INTERVAL_MS);
 pub const SIZE_CACHE_ENTRIES_MAX: usize = 200_000;
 /// Hashes fetched per catalog read while listing `by-hash/`: one RocksDB scan per batch.
 const BY_HASH_BATCH: u64 = 512;
+/// Snapshots of changing files kept (one per manifest read lately, head.json, stats).
+const SNAPSHOTS_MAX: usize = 1_024;
+/// Decoded block records kept for the next callback (a lookup's size, then the read).
+const RECENT_RECORDS_MAX: usize = 16;
+/// Segments rebuilt ahead of a sequential reader: two keep both cores busy (one decoding, one
+/// fetching shards) without holding much of the cache.
+const READ_AHEAD_SEGMENTS_MAX: u64 = 2;
 /// FUSE worker threads: reads of different segments proceed while one waits on the hosters.
 pub const MOUNT_THREADS: usize = 4;
 
@@ -113,8 +120,17 @@ pub struct HistoryFs {
     gid: u32,
     counters: Counters,
     readme: Vec<u8>,
-    /// The segment last asked to be read ahead (u64::MAX: none yet).
-    read_ahead: AtomicU64,
+    /// Blocks decoded last: a `stat` then a `read` of one file (and the `.json` beside it) decode
+    /// the record once.
+    recent: Mutex<std::collections::VecDeque<(u64, Arc<BlockRecord>)>>,
+    /// The content of head.json, mount-stats.json and manifests as last sized by a getattr:
+    /// reads serve it, so what a reader gets matches the size it was told.
+    snapshots: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    /// Set in `init` when the kernel opens files without asking (see there).
+    no_open: bool,
+    /// The segment of the block read last, with its block range: read-ahead looks at the store
+    /// only when a read crosses into another segment.
+    current_segment: Mutex<Option<(u64, u64, u64)>>,
 }
 
 impl std::fmt::Debug for HistoryFs {
@@ -155,7 +171,10 @@ impl HistoryFs {
             gid: current_gid(),
             counters: Counters::default(),
             readme: README.as_bytes().to_vec(),
-            read_ahead: AtomicU64::new(u64::MAX),
+            recent: Mutex::new(std::collections::VecDeque::new()),
+            snapshots: Mutex::new(HashMap::new()),
+            no_open: false,
+            current_segment: Mutex::new(None),
         };
         fs.view();
         fs
@@ -197,15 +216,34 @@ impl HistoryFs {
         });
         let mut bytes = serde_json::to_vec_pretty(&json).unwrap_or_default();
         bytes.push(b'\n');
-        v.head_json = Arc::new(bytes);
+        if bytes != *v.head_json {
+            // head.json's mtime: the kernel drops its cached pages when it moves.
+            v.changed = SystemTime::now();
+            v.head_json = Arc::new(bytes);
+        }
         v.clone()
     }
 
-    fn block(&self, n: u64) -> Result<BlockRecord, Errno> {
+    fn block(&self, n: u64) -> Result<Arc<BlockRecord>, Errno> {
+        if let Some(hit) = self
+            .recent
+            .lock()
+            .ok()
+            .and_then(|r| r.iter().find(|(m, _)| *m == n).map(|(_, rec)| rec.clone()))
+        {
+            return Ok(hit);
+        }
         match self.rt.block_on(self.reader.block(n)) {
             Ok(Some(rec)) => {
                 self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
                 self.read_ahead_after(n);
+                let rec = Arc::new(rec);
+                if let Ok(mut r) = self.recent.lock() {
+                    if r.len() >= RECENT_RECORDS_MAX {
+                        r.pop_front();
+                    }
+                    r.push_back((n, rec.clone()));
+                }
                 Ok(rec)
             }
             Ok(None) => Err(Errno::ENOENT),
@@ -219,26 +257,42 @@ impl HistoryFs {
         }
     }
 
-    /// Starts rebuilding the segment after block `n`'s, when `n` came from the hosters: a reader
+    /// Starts rebuilding the segments after block `n`'s, when they are on the hosters: a reader
     /// going through the blocks in order (`cat`, `cp -r`, `grep -r`, `rsync`) then finds the
-    /// next segment ready instead of waiting for its reconstruction. One segment ahead, and only
-    /// when the cache can hold both, so read-ahead never evicts what is being read.
+    /// next segments ready (their shard fetches overlap the decoding of the current one) instead
+    /// of waiting for each reconstruction. Up to `READ_AHEAD_SEGMENTS_MAX` ahead, and only as many
+    /// as the cache holds beside the current one and one more, so read-ahead never evicts what
+    /// is being read. The store is consulted only when a read crosses into another segment.
     fn read_ahead_after(&self, n: u64) {
+        let same = self
+            .current_segment
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .is_some_and(|(_, first, last)| (first..=last).contains(&n));
+        if same {
+            return;
+        }
         let store = self.reader.store();
         let Ok(Some(loc)) = store.location(n) else {
             return;
         };
-        let next = loc.segment + 1;
-        let remote = store
-            .local_segments_pruned_below()
-            .is_ok_and(|below| next < below);
-        if !remote || self.read_ahead.swap(next, Ordering::Relaxed) == next {
+        let Ok(Some(manifest)) = store.manifest(loc.segment) else {
+            // Not dispersed yet: read from the local log, nothing to read ahead.
             return;
+        };
+        if let Ok(mut c) = self.current_segment.lock() {
+            *c = Some((loc.segment, manifest.first_number, manifest.last_number));
         }
-        let fits = store.manifest(next).ok().flatten().is_some_and(|m| {
-            (m.segment_bytes as usize).saturating_mul(2) <= self.reader.cache_bytes_max()
-        });
-        if fits {
+        let pruned_below = store.local_segments_pruned_below().unwrap_or(0);
+        let segment_bytes = (manifest.segment_bytes as usize).max(1);
+        let fit = (self.reader.cache_bytes_max() / segment_bytes).saturating_sub(2);
+        let ahead = (READ_AHEAD_SEGMENTS_MAX as usize).min(fit) as u64;
+        for next in loc.segment + 1..=loc.segment + ahead {
+            if next >= pruned_below {
+                break;
+            }
+            // Once per segment crossing; one already cached or in flight costs a lookup.
             let reader = self.reader.clone();
             self.rt.spawn(async move {
                 if let Err(e) = reader.segment(next).await {
@@ -327,26 +381,53 @@ impl HistoryFs {
         bytes
     }
 
-    /// The whole content of a file node.
-    fn content(&self, node: Node) -> Result<Vec<u8>, Errno> {
-        match node {
-            Node::Readme => Ok(self.readme.clone()),
-            Node::Head => Ok(self.view().head_json.as_ref().clone()),
-            Node::Stats => Ok(self.stats_bytes()),
-            Node::Scale(n) => {
-                let rec = self.block(n)?;
-                Ok(rec.block)
+    /// Fresh content of a changing file, kept as the snapshot its reads serve.
+    fn snapshot(&self, node: Node) -> Result<Arc<Vec<u8>>, Errno> {
+        let bytes = match node {
+            Node::Head => self.view().head_json,
+            Node::Stats => Arc::new(self.stats_bytes()),
+            Node::Manifest(s) => Arc::new(self.manifest_bytes(s)?),
+            _ => return Err(Errno::EINVAL),
+        };
+        if let Ok(mut m) = self.snapshots.lock() {
+            if m.len() >= SNAPSHOTS_MAX {
+                m.clear();
             }
+            m.insert(node.ino(), bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    fn last_snapshot(&self, node: Node) -> Result<Arc<Vec<u8>>, Errno> {
+        match self
+            .snapshots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&node.ino()).cloned())
+        {
+            Some(s) => Ok(s),
+            None => self.snapshot(node),
+        }
+    }
+
+    /// The whole content of a file node.
+    fn content(&self, node: Node) -> Result<Content, Errno> {
+        Ok(match node {
+            Node::Readme => Content::Owned(self.readme.clone()),
+            Node::Head | Node::Stats | Node::Manifest(_) => {
+                Content::Shared(self.last_snapshot(node)?)
+            }
+            // The record's own bytes: no copy on the read path.
+            Node::Scale(n) => Content::Block(self.block(n)?),
             Node::Json(n) => {
                 let rec = self.block(n)?;
                 let json = self.presenter.block_json(&rec);
                 self.remember_sizes(n, &rec, Some(json.len() as u64));
-                Ok(json)
+                Content::Owned(json)
             }
-            Node::Manifest(s) => self.manifest_bytes(s),
-            Node::Hash(n) => Ok(layout::symlink_target(n).into_bytes()),
-            _ => Err(Errno::EISDIR),
-        }
+            Node::Hash(n) => Content::Owned(layout::symlink_target(n).into_bytes()),
+            _ => return Err(Errno::EISDIR),
+        })
     }
 
     fn attr(&self, node: Node) -> Result<(FileAttr, Duration), Errno> {
@@ -372,14 +453,15 @@ impl HistoryFs {
             ),
             Node::Head => (
                 FileType::RegularFile,
-                view.head_json.len() as u64,
+                self.snapshot(node)?.len() as u64,
                 0o444,
                 Duration::ZERO,
                 view.changed,
             ),
-            Node::Stats => (
+            // Always a new mtime: the kernel drops whatever pages it had.
+            Node::Stats | Node::Manifest(_) => (
                 FileType::RegularFile,
-                self.stats_bytes().len() as u64,
+                self.snapshot(node)?.len() as u64,
                 0o444,
                 Duration::ZERO,
                 SystemTime::now(),
@@ -399,13 +481,6 @@ impl HistoryFs {
                 layout::symlink_target(n).len() as u64,
                 0o777,
                 IMMUTABLE_TTL,
-                self.mounted_at,
-            ),
-            Node::Manifest(s) => (
-                FileType::RegularFile,
-                self.manifest_bytes(s)?.len() as u64,
-                0o444,
-                CHANGING_TTL,
                 self.mounted_at,
             ),
             _ => return Err(Errno::ENOENT),
@@ -622,6 +697,35 @@ fn node_of(ino: INodeNo) -> Result<Node, Errno> {
 }
 
 impl Filesystem for HistoryFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Zero-message opens: files are then opened and closed by the kernel alone, with their
+        // pages kept, so a hot read of a block file costs no round trip to this process. Files
+        // whose content changes (head.json, mount-stats.json, manifests) stay correct because
+        // their attributes never stay cached (TTL 0) and each getattr gives a new mtime when the
+        // content changed, which makes the kernel drop their pages (`auto_inval_data`).
+        let caps = config.capabilities();
+        if caps.contains(fuser::InitFlags::FUSE_NO_OPEN_SUPPORT)
+            && config
+                .add_capabilities(fuser::InitFlags::FUSE_AUTO_INVAL_DATA)
+                .is_ok()
+        {
+            self.no_open = true;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever written: the kernel stops sending flushes after this answer.
+        reply.error(Errno::ENOSYS);
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = node_of(parent).and_then(|p| {
             if !p.is_dir() {
@@ -654,6 +758,11 @@ impl Filesystem for HistoryFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open && flags.acc_mode() == OpenAccMode::O_RDONLY {
+            // See `init`: the kernel opens files itself from now on (writes are refused by the
+            // read-only mount before they get here).
+            return reply.error(Errno::ENOSYS);
+        }
         if flags.acc_mode() != OpenAccMode::O_RDONLY
             || flags.0 & (libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT) != 0
         {
@@ -665,8 +774,7 @@ impl Filesystem for HistoryFs {
             Ok(Node::Scale(_) | Node::Json(_) | Node::Readme) => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
             }
-            // Content changes between reads: no page cache, and the size in stat does not cut
-            // reads short.
+            // Content changes: no page cache; reads serve the snapshot the last stat sized.
             Ok(Node::Head | Node::Stats | Node::Manifest(_)) => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO)
             }
@@ -688,7 +796,8 @@ impl Filesystem for HistoryFs {
         reply: ReplyData,
     ) {
         match node_of(ino).and_then(|n| self.content(n)) {
-            Ok(bytes) => {
+            Ok(content) => {
+                let bytes = content.bytes();
                 let start = usize::try_from(offset)
                     .unwrap_or(usize::MAX)
                     .min(bytes.len());
@@ -884,6 +993,23 @@ impl Filesystem for HistoryFs {
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::EROFS);
+    }
+}
+
+/// A file's bytes, borrowed where they already exist.
+enum Content {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+    Block(Arc<BlockRecord>),
+}
+
+impl Content {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Owned(b) => b,
+            Content::Shared(b) => b,
+            Content::Block(rec) => &rec.block,
+        }
     }
 }
 
