@@ -91,6 +91,7 @@ struct Counters {
     block_reads: AtomicU64,
     bytes_served: AtomicU64,
     read_errors: AtomicU64,
+    read_aheads: AtomicU64,
 }
 
 /// What the archive holds right now, refreshed at most every `REFRESH_INTERVAL_MS`.
@@ -131,6 +132,8 @@ pub struct HistoryFs {
     /// The segment of the block read last, with its block range: read-ahead looks at the store
     /// only when a read crosses into another segment.
     current_segment: Mutex<Option<(u64, u64, u64)>>,
+    /// The block decoded last (u64::MAX: none): read-ahead follows sequential readers only.
+    last_block: AtomicU64,
 }
 
 impl std::fmt::Debug for HistoryFs {
@@ -175,6 +178,7 @@ impl HistoryFs {
             snapshots: Mutex::new(HashMap::new()),
             no_open: false,
             current_segment: Mutex::new(None),
+            last_block: AtomicU64::new(u64::MAX),
         };
         fs.view();
         fs
@@ -264,6 +268,13 @@ impl HistoryFs {
     /// as the cache holds beside the current one and one more, so read-ahead never evicts what
     /// is being read. The store is consulted only when a read crosses into another segment.
     fn read_ahead_after(&self, n: u64) {
+        // Sequential: this block follows the one decoded before (a listing order `.json` between
+        // two `.scale` reads is allowed). Scattered reads (a page the kernel dropped, an `ls -l`
+        // here and there) rebuild only their own segment.
+        let previous = self.last_block.swap(n, Ordering::Relaxed);
+        if previous == u64::MAX || n.wrapping_sub(previous) > 2 {
+            return;
+        }
         let same = self
             .current_segment
             .lock()
@@ -293,6 +304,7 @@ impl HistoryFs {
                 break;
             }
             // Once per segment crossing; one already cached or in flight costs a lookup.
+            self.counters.read_aheads.fetch_add(1, Ordering::Relaxed);
             let reader = self.reader.clone();
             self.rt.spawn(async move {
                 if let Err(e) = reader.segment(next).await {
@@ -374,6 +386,7 @@ impl HistoryFs {
             "blockReads": self.counters.block_reads.load(Ordering::Relaxed),
             "bytesServed": self.counters.bytes_served.load(Ordering::Relaxed),
             "readErrors": self.counters.read_errors.load(Ordering::Relaxed),
+            "readAheadsStarted": self.counters.read_aheads.load(Ordering::Relaxed),
             "sizeCacheEntries": self.sizes.lock().map(|m| m.len()).unwrap_or(0),
         });
         let mut bytes = serde_json::to_vec_pretty(&json).unwrap_or_default();
