@@ -132,8 +132,6 @@ pub struct HistoryFs {
     /// The segment of the block read last, with its block range: read-ahead looks at the store
     /// only when a read crosses into another segment.
     current_segment: Mutex<Option<(u64, u64, u64)>>,
-    /// The block decoded last (u64::MAX: none): read-ahead follows sequential readers only.
-    last_block: AtomicU64,
 }
 
 impl std::fmt::Debug for HistoryFs {
@@ -178,7 +176,6 @@ impl HistoryFs {
             snapshots: Mutex::new(HashMap::new()),
             no_open: false,
             current_segment: Mutex::new(None),
-            last_block: AtomicU64::new(u64::MAX),
         };
         fs.view();
         fs
@@ -268,13 +265,6 @@ impl HistoryFs {
     /// as the cache holds beside the current one and one more, so read-ahead never evicts what
     /// is being read. The store is consulted only when a read crosses into another segment.
     fn read_ahead_after(&self, n: u64) {
-        // Sequential: this block follows the one decoded before (a listing order `.json` between
-        // two `.scale` reads is allowed). Scattered reads (a page the kernel dropped, an `ls -l`
-        // here and there) rebuild only their own segment.
-        let previous = self.last_block.swap(n, Ordering::Relaxed);
-        if previous == u64::MAX || n.wrapping_sub(previous) > 2 {
-            return;
-        }
         let same = self
             .current_segment
             .lock()
