@@ -1,5 +1,6 @@
-//! The raw FUSE ceiling for benchmarks: a trivial filesystem serving one file from memory, so
-//! the mount's read rates can be set against what FUSE itself allows on the same machine.
+//! The raw FUSE ceilings for benchmarks: a trivial filesystem serving from memory one large file
+//! (what FUSE moves per byte) and many small files (what FUSE costs per file), so the mount's
+//! read rates can be set against what FUSE itself allows on the same machine.
 
 use std::ffi::OsStr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,24 +14,42 @@ use fuser::{
 pub const UNCACHED_NAME: &str = "uncached";
 /// Served with `keep_cache`: a second read comes from the page cache, as hot block reads do.
 pub const CACHED_NAME: &str = "cached";
+/// Directory of the small files: `small/<i>` for i in 0..count, each `small_bytes` long, served
+/// with `keep_cache` like block files.
+pub const SMALL_DIR: &str = "small";
 
-/// One buffer served as two files (uncached and cached).
+const INO_ROOT: u64 = 1;
+const INO_UNCACHED: u64 = 2;
+const INO_CACHED: u64 = 3;
+const INO_SMALL_DIR: u64 = 4;
+/// Small file i has inode SMALL_BASE + i.
+const SMALL_BASE: u64 = 1 << 32;
+
+/// One buffer served as two large files and as many small ones.
 #[derive(Debug)]
 pub struct MemoryFs {
     data: Vec<u8>,
+    small_count: u64,
+    small_bytes: usize,
 }
 
 impl MemoryFs {
-    pub fn new(bytes: usize) -> Self {
+    /// `bytes` for the large files; `small_count` files of `small_bytes` (at most `bytes`).
+    pub fn new(bytes: usize, small_count: u64, small_bytes: usize) -> Self {
         Self {
             data: (0..bytes).map(|i| (i % 251) as u8).collect(),
+            small_count,
+            small_bytes: small_bytes.min(bytes),
         }
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
         let (kind, size, perm) = match ino {
-            1 => (FileType::Directory, 0, 0o555),
-            2 | 3 => (FileType::RegularFile, self.data.len() as u64, 0o444),
+            INO_ROOT | INO_SMALL_DIR => (FileType::Directory, 0, 0o555),
+            INO_UNCACHED | INO_CACHED => (FileType::RegularFile, self.data.len() as u64, 0o444),
+            i if (SMALL_BASE..SMALL_BASE + self.small_count).contains(&i) => {
+                (FileType::RegularFile, self.small_bytes as u64, 0o444)
+            }
             _ => return None,
         };
         Some(FileAttr {
@@ -58,8 +77,13 @@ const TTL: Duration = Duration::from_secs(3600);
 impl Filesystem for MemoryFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let ino = match (parent.0, name.to_str()) {
-            (1, Some(UNCACHED_NAME)) => 2,
-            (1, Some(CACHED_NAME)) => 3,
+            (INO_ROOT, Some(UNCACHED_NAME)) => INO_UNCACHED,
+            (INO_ROOT, Some(CACHED_NAME)) => INO_CACHED,
+            (INO_ROOT, Some(SMALL_DIR)) => INO_SMALL_DIR,
+            (INO_SMALL_DIR, Some(n)) => match n.parse::<u64>() {
+                Ok(i) => SMALL_BASE + i,
+                Err(_) => return reply.error(Errno::ENOENT),
+            },
             _ => return reply.error(Errno::ENOENT),
         };
         match self.attr(ino) {
@@ -76,10 +100,10 @@ impl Filesystem for MemoryFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let flags = if ino.0 == 3 {
-            FopenFlags::FOPEN_KEEP_CACHE
-        } else {
+        let flags = if ino.0 == INO_UNCACHED {
             FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
         };
         reply.opened(FileHandle(0), flags);
     }
@@ -87,7 +111,7 @@ impl Filesystem for MemoryFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         size: u32,
@@ -95,10 +119,13 @@ impl Filesystem for MemoryFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.data.len());
-        let end = start.saturating_add(size as usize).min(self.data.len());
+        let len = if ino.0 >= SMALL_BASE {
+            self.small_bytes
+        } else {
+            self.data.len()
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
+        let end = start.saturating_add(size as usize).min(len);
         reply.data(&self.data[start..end]);
     }
 
@@ -110,14 +137,16 @@ impl Filesystem for MemoryFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        if ino.0 != 1 {
+        if ino.0 != INO_ROOT {
+            // `small/` is read by name only.
             return reply.error(Errno::ENOTDIR);
         }
         let entries = [
-            (1, FileType::Directory, "."),
-            (1, FileType::Directory, ".."),
-            (2, FileType::RegularFile, UNCACHED_NAME),
-            (3, FileType::RegularFile, CACHED_NAME),
+            (INO_ROOT, FileType::Directory, "."),
+            (INO_ROOT, FileType::Directory, ".."),
+            (INO_UNCACHED, FileType::RegularFile, UNCACHED_NAME),
+            (INO_CACHED, FileType::RegularFile, CACHED_NAME),
+            (INO_SMALL_DIR, FileType::Directory, SMALL_DIR),
         ];
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
@@ -128,7 +157,7 @@ impl Filesystem for MemoryFs {
     }
 }
 
-/// Mounts `fs` read-only at `mountpoint` (for benchmarks).
+/// Mounts `fs` read-only at `mountpoint` (for benchmarks), with the mount's thread count.
 pub fn mount_memory(
     fs: MemoryFs,
     mountpoint: &std::path::Path,
