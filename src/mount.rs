@@ -10,6 +10,9 @@ use archiver::manifest::{Manifest, Placement};
 use archiver::BlockRecord;
 use parity_scale_codec::Decode as _;
 
+/// How often `archiver mount` checks whether its mount was unmounted from outside.
+const UNMOUNT_POLL_MS: u64 = 500;
+
 /// Decoded headers and manifests as the history RPC shows them.
 #[derive(Debug)]
 pub struct SubstratePresenter;
@@ -80,11 +83,36 @@ pub async fn run(config: &Path, mountpoint: &Path, cache_mib: usize) -> Result<(
     .context("mount task")?
     .context("mount")?;
     crate::announce(format_args!("mounted at {}", mountpoint.display()));
-    crate::chain::shutdown_signal().await;
-    tokio::task::spawn_blocking(move || mounted.unmount())
-        .await
-        .context("unmount task")?
-        .context("unmount")?;
-    crate::announce(format_args!("unmounted {}", mountpoint.display()));
-    Ok(())
+    let mut mounted = mounted;
+    // Ends on SIGINT/SIGTERM, or when someone unmounts it from outside (`fusermount3 -u`).
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(UNMOUNT_POLL_MS));
+    loop {
+        tokio::select! {
+            _ = crate::chain::shutdown_signal() => {}
+            _ = poll.tick() => {
+                if mounted.is_finished() {
+                    crate::announce(format_args!("{} was unmounted", mountpoint.display()));
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        match tokio::task::spawn_blocking(move || mounted.try_unmount())
+            .await
+            .context("unmount task")?
+        {
+            Ok(()) => {
+                crate::announce(format_args!("unmounted {}", mountpoint.display()));
+                return Ok(());
+            }
+            Err(busy) => {
+                let (still, why) = *busy;
+                eprintln!(
+                    "cannot unmount {} ({why}): still serving; close what uses it (a shell inside it, an open file) and signal again",
+                    mountpoint.display()
+                );
+                mounted = still;
+            }
+        }
+    }
 }

@@ -179,6 +179,12 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// RocksDB's refusal when another process holds the store's LOCK file.
+fn is_lock_held(e: &rocksdb::Error) -> bool {
+    let text = e.to_string();
+    text.contains("lock file") || text.contains("Resource temporarily unavailable")
+}
+
 const RESULT_PREFIX: u8 = b'r';
 const MARK_PREFIX: u8 = b'm';
 
@@ -189,23 +195,26 @@ impl AuditLog {
     pub fn open(data_dir: &std::path::Path) -> crate::Result<Self> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
+        // A continuous audit opens the store once per result: keep RocksDB's info logs few.
+        opts.set_keep_log_file_num(4);
         let path = data_dir.join("audit");
         let waited = Instant::now();
         loop {
             match rocksdb::DB::open(&opts, &path) {
                 Ok(db) => return Ok(Self { db }),
                 Err(e)
-                    if e.to_string().contains("lock")
+                    if is_lock_held(&e)
                         && waited.elapsed().as_millis() < u128::from(AUDIT_STORE_LOCK_WAIT_MS) =>
                 {
                     // Retry, not sync-by-sleep: the other process gives no signal to wait on.
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(e) => {
+                Err(e) if is_lock_held(&e) => {
                     return Err(crate::ArchiveError::db(
                         "open audit store (held by another `archiver audit --rounds` or `repair`)",
                     )(e))
                 }
+                Err(e) => return Err(crate::ArchiveError::db("open audit store")(e)),
             }
         }
     }

@@ -135,9 +135,10 @@ pub fn dir_of(n: u64) -> (u64, u64) {
     (n / BLOCKS_PER_TOP, (n / BLOCKS_PER_DIR) % BLOCKS_PER_DIR)
 }
 
-/// First block number a leaf directory can hold.
-pub fn dir_base(top: u64, mid: u64) -> u64 {
-    top * BLOCKS_PER_TOP + mid * BLOCKS_PER_DIR
+/// First block number a leaf directory can hold; None past u64 (a made-up name).
+pub fn dir_base(top: u64, mid: u64) -> Option<u64> {
+    top.checked_mul(BLOCKS_PER_TOP)?
+        .checked_add(mid.checked_mul(BLOCKS_PER_DIR)?)
 }
 
 /// Directory names under `blocks/`: three digits (more once numbers pass 10^9).
@@ -188,10 +189,10 @@ pub fn symlink_target(n: u64) -> String {
     )
 }
 
-/// Parses `0x` + 64 hex digits.
+/// Parses `0x` + 64 lower-case hex digits (the listed spelling only).
 pub fn parse_hash_name(name: &str) -> Option<[u8; 32]> {
     let body = name.strip_prefix("0x")?;
-    if body.len() != 64 {
+    if body.len() != 64 || !body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let bytes = hex::decode(body).ok()?;
@@ -200,15 +201,17 @@ pub fn parse_hash_name(name: &str) -> Option<[u8; 32]> {
 
 /// The blocks of `first..=head` a leaf directory holds, as an inclusive range.
 pub fn blocks_in_dir(top: u64, mid: u64, first: u64, head: u64) -> Option<(u64, u64)> {
-    let lo = dir_base(top, mid).max(first);
-    let hi = (dir_base(top, mid) + BLOCKS_PER_DIR - 1).min(head);
+    let base = dir_base(top, mid)?;
+    let lo = base.max(first);
+    let hi = base.saturating_add(BLOCKS_PER_DIR - 1).min(head);
     (lo <= hi).then_some((lo, hi))
 }
 
 /// The leaf directories (mid indices) of top directory `top` that hold blocks of `first..=head`.
 pub fn mids_in_top(top: u64, first: u64, head: u64) -> Option<(u64, u64)> {
-    let lo_block = (top * BLOCKS_PER_TOP).max(first);
-    let hi_block = (top * BLOCKS_PER_TOP + BLOCKS_PER_TOP - 1).min(head);
+    let base = top.checked_mul(BLOCKS_PER_TOP)?;
+    let lo_block = base.max(first);
+    let hi_block = base.saturating_add(BLOCKS_PER_TOP - 1).min(head);
     (lo_block <= hi_block).then(|| (dir_of(lo_block).1, dir_of(hi_block).1))
 }
 
@@ -283,6 +286,10 @@ mod tests {
         let h = [0xab; 32];
         assert_eq!(parse_hash_name(&format!("0x{}", hex::encode(h))), Some(h));
         assert_eq!(parse_hash_name("0xabc"), None);
+        assert_eq!(
+            parse_hash_name(&format!("0x{}", hex::encode(h).to_uppercase())),
+            None
+        );
         assert_eq!(parse_hash_name(&hex::encode(h)), None);
     }
 
@@ -300,6 +307,11 @@ mod tests {
         assert_eq!(mids_in_top(0, first, head), Some((0, 999)));
         assert_eq!(mids_in_top(2, first, head), Some((0, 3)));
         assert_eq!(mids_in_top(3, first, head), None);
+        // Made-up names far past u64 block numbers are simply absent (no overflow).
+        assert_eq!(mids_in_top(u64::MAX / 1000, first, u64::MAX), None);
+        assert_eq!(mids_in_top(18_446_744_073_709, 0, u64::MAX), Some((0, 551)));
+        assert_eq!(blocks_in_dir(u64::MAX, 999, 0, u64::MAX), None);
+        assert_eq!(dir_base(u64::MAX, 0), None);
         // No directory holds more than BLOCKS_PER_DIR blocks.
         for mid in 0..BLOCKS_PER_DIR {
             if let Some((lo, hi)) = blocks_in_dir(1, mid, first, head) {

@@ -392,13 +392,17 @@ impl HistoryFs {
             Node::Manifest(s) => Arc::new(self.manifest_bytes(s)?),
             _ => return Err(Errno::EINVAL),
         };
+        Ok(self.keep_snapshot(node, bytes))
+    }
+
+    fn keep_snapshot(&self, node: Node, bytes: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
         if let Ok(mut m) = self.snapshots.lock() {
             if m.len() >= SNAPSHOTS_MAX {
                 m.clear();
             }
             m.insert(node.ino(), bytes.clone());
         }
-        Ok(bytes)
+        bytes
     }
 
     fn last_snapshot(&self, node: Node) -> Result<Arc<Vec<u8>>, Errno> {
@@ -454,9 +458,11 @@ impl HistoryFs {
                 IMMUTABLE_TTL,
                 self.mounted_at,
             ),
+            // Size and mtime from the same view: a refresh in between cannot pair new bytes
+            // with the old mtime (the kernel would keep the old pages).
             Node::Head => (
                 FileType::RegularFile,
-                self.snapshot(node)?.len() as u64,
+                self.keep_snapshot(node, view.head_json.clone()).len() as u64,
                 0o444,
                 Duration::ZERO,
                 view.changed,
@@ -1054,6 +1060,33 @@ impl Mounted {
     /// Unmounts and waits for the filesystem threads to end.
     pub fn unmount(self) -> std::io::Result<()> {
         self.session.umount_and_join()
+    }
+
+    /// Unmounts with `fusermount3 -u` unless processes still use the mount: then the mount
+    /// keeps serving and comes back with fusermount3's reason (e.g. "Device or resource busy"),
+    /// instead of being left half torn down.
+    pub fn try_unmount(self) -> Result<(), Box<(Self, String)>> {
+        match std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.path)
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                // The kernel ended the connection: the session thread returns.
+                let _ = self.session.join();
+                Ok(())
+            }
+            Ok(out) => {
+                let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                Err(Box::new((self, why)))
+            }
+            Err(e) => Err(Box::new((self, format!("running fusermount3: {e}")))),
+        }
+    }
+
+    /// Whether the filesystem has ended: someone unmounted it from outside.
+    pub fn is_finished(&self) -> bool {
+        self.session.guard.is_finished()
     }
 
     pub fn path(&self) -> &Path {

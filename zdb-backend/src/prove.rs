@@ -179,16 +179,20 @@ impl Prover {
             .enumerate()
             .map(|(i, len)| (large_part_key(key, i as u16), len))
             .collect();
+        let file = self
+            .tree_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.tree", hex::encode(id))));
         if parts.is_empty() {
+            // The shard is gone (deleted, or moved away by a repair): so is its kept tree.
+            if let Some(f) = &file {
+                let _ = std::fs::remove_file(f);
+            }
             return Err(ProveError::ShardMissing {
                 key: hex::encode(key),
             });
         }
         let lens: Vec<u64> = parts.iter().map(|(_, len)| *len).collect();
-        let file = self
-            .tree_dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.tree", hex::encode(id))));
         // A kept file counts only if it was made from parts of exactly these lengths; a shard
         // rewritten since is rebuilt. (Rotten bytes under the same lengths are what challenges
         // exist to catch: the kept leaves then disagree with the chunks read.)
