@@ -93,7 +93,7 @@ fn fuse_ceiling(dir: &Path, small_count: u64, small_bytes: usize) -> Result<Ceil
 }
 
 fn block_path(mnt: &Path, n: u64) -> PathBuf {
-    mnt.join(&fuse_view::layout::symlink_target(n)[3..])
+    mnt.join(fuse_view::layout::block_path(n, false))
 }
 
 /// Reads every block file in order; returns bytes.

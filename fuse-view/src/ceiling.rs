@@ -124,9 +124,7 @@ impl Filesystem for MemoryFs {
         } else {
             self.data.len()
         };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
-        let end = start.saturating_add(size as usize).min(len);
-        reply.data(&self.data[start..end]);
+        reply.data(crate::read_window(&self.data[..len], offset, size));
     }
 
     fn readdir(

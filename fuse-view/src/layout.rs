@@ -178,15 +178,20 @@ pub fn parse_block_file_name(name: &str) -> Option<(u64, bool)> {
     (block_file_name(n, json) == name).then_some((n, json))
 }
 
-/// Where `by-hash/0x…` of block `n` points, relative to `by-hash/`.
-pub fn symlink_target(n: u64) -> String {
+/// Path of block `n`'s file relative to the mount's root: `blocks/000/012/000012345.scale`.
+pub fn block_path(n: u64, json: bool) -> String {
     let (top, mid) = dir_of(n);
     format!(
-        "../{BLOCKS_NAME}/{}/{}/{}",
+        "{BLOCKS_NAME}/{}/{}/{}",
         dir_name(top),
         dir_name(mid),
-        block_file_name(n, false)
+        block_file_name(n, json)
     )
+}
+
+/// Where `by-hash/0x…` of block `n` points, relative to `by-hash/`.
+pub fn symlink_target(n: u64) -> String {
+    format!("../{}", block_path(n, false))
 }
 
 /// Parses `0x` + 64 lower-case hex digits (the listed spelling only).
@@ -262,6 +267,7 @@ mod tests {
         assert_eq!(dir_of(12_345), (0, 12));
         assert_eq!(block_file_name(12_345, false), "000012345.scale");
         assert_eq!(block_file_name(12_345, true), "000012345.json");
+        assert_eq!(block_path(12_345, true), "blocks/000/012/000012345.json");
         assert_eq!(symlink_target(12_345), "../blocks/000/012/000012345.scale");
         assert_eq!(dir_of(1_234_567_890), (1234, 567));
         assert_eq!(dir_name(1234), "1234");

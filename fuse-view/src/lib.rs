@@ -99,7 +99,6 @@ struct Counters {
 struct View {
     /// First and last archived block numbers, if any.
     range: Option<(u64, u64)>,
-    head_hash: [u8; 32],
     /// Segments with a manifest (dispersed).
     segments: u64,
     refreshed: Instant,
@@ -151,13 +150,13 @@ impl HistoryFs {
         rt: tokio::runtime::Handle,
     ) -> Self {
         let now = SystemTime::now();
+        let (uid, gid) = owner_ids();
         let fs = Self {
             reader,
             presenter,
             rt,
             view: Mutex::new(View {
                 range: None,
-                head_hash: [0; 32],
                 segments: 0,
                 // Forces the first refresh.
                 refreshed: Instant::now()
@@ -168,8 +167,8 @@ impl HistoryFs {
             }),
             sizes: Mutex::new(HashMap::new()),
             mounted_at: now,
-            uid: current_uid(),
-            gid: current_gid(),
+            uid,
+            gid,
             counters: Counters::default(),
             readme: README.as_bytes().to_vec(),
             recent: Mutex::new(std::collections::VecDeque::new()),
@@ -183,10 +182,11 @@ impl HistoryFs {
 
     /// The current view, re-read from the store when older than `REFRESH_INTERVAL_MS`.
     fn view(&self) -> View {
-        let Ok(mut v) = self.view.lock() else {
-            // A panicked callback poisoned it; the view is plain data, so keep serving.
-            return self.view.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        };
+        // A panicked callback may have poisoned it; the view is plain data, so keep serving.
+        let mut v = self
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if v.refreshed.elapsed() < Duration::from_millis(REFRESH_INTERVAL_MS) {
             return v.clone();
         }
@@ -205,7 +205,6 @@ impl HistoryFs {
             v.changed = SystemTime::now();
         }
         v.range = range;
-        v.head_hash = head.map(|(_, h)| h).unwrap_or([0; 32]);
         v.segments = segments;
         v.refreshed = Instant::now();
         let json = serde_json::json!({
@@ -688,17 +687,20 @@ impl HistoryFs {
     }
 }
 
-fn current_uid() -> u32 {
-    // std has no getuid and unsafe code is denied: /proc/self belongs to our uid and gid.
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
+/// (uid, gid) of this process. std has no getuid and unsafe code is denied: /proc/self
+/// belongs to our uid and gid.
+fn owner_ids() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or((0, 0), |m| (m.uid(), m.gid()))
 }
 
-fn current_gid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
-        .unwrap_or(0)
+/// The part of `bytes` a read at `offset` of up to `size` bytes returns (empty past the end).
+pub fn read_window(bytes: &[u8], offset: u64, size: u32) -> &[u8] {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(size as usize).min(bytes.len());
+    &bytes[start..end]
 }
 
 fn node_of(ino: INodeNo) -> Result<Node, Errno> {
@@ -806,15 +808,11 @@ impl Filesystem for HistoryFs {
     ) {
         match node_of(ino).and_then(|n| self.content(n)) {
             Ok(content) => {
-                let bytes = content.bytes();
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
+                let window = read_window(content.bytes(), offset, size);
                 self.counters
                     .bytes_served
-                    .fetch_add((end - start) as u64, Ordering::Relaxed);
-                reply.data(&bytes[start..end]);
+                    .fetch_add(window.len() as u64, Ordering::Relaxed);
+                reply.data(window);
             }
             Err(e) => reply.error(e),
         }
