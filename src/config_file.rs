@@ -7,6 +7,9 @@ use anyhow::{bail, Context, Result};
 use archiver::config::{ArchiveConfig, Compression, Durability, HosterEntry};
 use archiver::MasterKey;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::secrets::read_secret_file;
 
 /// Client tuning for 0-db hosters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -110,10 +113,14 @@ pub struct Loaded {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Loaded> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("read config {}", path.display()))?;
+        crate::secrets::check_private(path)
+            .with_context(|| format!("config {} holds the master key", path.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read config {}", path.display()))?,
+        );
         let file: ConfigFile =
-            toml::from_str(&text).with_context(|| format!("parse config {}", path.display()))?;
+            toml::from_str(&text).map_err(|e| redacted_parse_error(path, &text, &e))?;
         let key = MasterKey::from_hex(&file.master_key)
             .with_context(|| format!("config {}: master_key", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -165,21 +172,29 @@ impl ConfigFile {
     }
 }
 
-/// Parses `name=addr[,domain=D][,namespace=N][,password=P][,admin=A]` from the command line.
+/// Environment variable holding the admin password of the hosters named on `archiver init`'s
+/// command line (the same variable `archiver hoster` reads): secrets never go on a command line.
+pub const ADMIN_PASSWORD_ENV: &str = "ARCHIVER_HOSTER_ADMIN_PASSWORD";
+
+const HOSTER_ARG_FORM: &str = "name=host:port[,domain=D][,namespace=N][,admin-file=PATH][,password-file=PATH][,key=HOSTER_ID][,prover=host:port]";
+
+/// Parses a `--hoster` argument of `archiver init`. Secrets come from private files
+/// (`admin-file=`, `password-file=`) or, for the admin password, from `ARCHIVER_HOSTER_ADMIN_PASSWORD`;
+/// a namespace password not given is generated. Passwords written on the command line are refused.
 pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
     let mut parts = s.split(',');
     let first = parts.next().unwrap_or_default();
     let Some((name, address)) = first.split_once('=') else {
-        bail!(
-            "hoster {s:?}: expected name=host:port[,domain=D][,namespace=N][,password=P][,admin=A][,key=HOSTER_ID][,prover=host:port]"
-        );
+        bail!("hoster argument: expected {HOSTER_ARG_FORM}");
     };
     let mut entry = HosterEntry {
         name: name.into(),
         address: address.into(),
         namespace: "poa-archive".into(),
         password: None,
-        admin_password: None,
+        admin_password: std::env::var(ADMIN_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty()),
         domain: "default".into(),
         public_key: None,
         prover: None,
@@ -188,14 +203,52 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
         match p.split_once('=') {
             Some(("domain", v)) => entry.domain = v.into(),
             Some(("namespace", v)) => entry.namespace = v.into(),
-            Some(("password", v)) => entry.password = Some(v.into()),
-            Some(("admin", v)) => entry.admin_password = Some(v.into()),
+            Some(("admin-file", v)) => {
+                entry.admin_password = Some(read_secret_file(Path::new(v))?.to_string())
+            }
+            Some(("password-file", v)) => {
+                entry.password = Some(read_secret_file(Path::new(v))?.to_string())
+            }
+            Some(("password" | "admin", _)) => bail!(
+                "hoster {name}: passwords are not taken on the command line (other users can \
+                 read it); use admin-file=PATH / password-file=PATH (mode 0600) or \
+                 {ADMIN_PASSWORD_ENV}"
+            ),
             Some(("key", v)) => entry.public_key = Some(v.into()),
             Some(("prover", v)) => entry.prover = Some(v.into()),
-            _ => bail!("hoster {s:?}: unknown option {p:?}"),
+            _ => bail!("hoster {name}: unknown option {p:?}; expected {HOSTER_ARG_FORM}"),
         }
     }
+    if entry.password.is_none() {
+        entry.password = Some(crate::secrets::generate_password());
+    }
     Ok(entry)
+}
+
+/// Config keys whose values are secrets: a parse error on their line shows no text of it.
+const SECRET_CONFIG_KEYS: [&str; 3] = ["master_key", "password", "admin_password"];
+
+/// A TOML error without the offending text when that text may be a secret: the line and the key
+/// only (serde and toml quote the value or the whole line in their messages).
+fn redacted_parse_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = e.span() else {
+        return anyhow::anyhow!("parse config {}: {}", path.display(), e.message());
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    let key = line.split('=').next().unwrap_or_default().trim();
+    if SECRET_CONFIG_KEYS.contains(&key) || line.contains("master_key") {
+        anyhow::anyhow!(
+            "parse config {}: line {line_no} ({key}): invalid value (not shown: it is a secret)",
+            path.display()
+        )
+    } else {
+        anyhow::anyhow!(
+            "parse config {}: line {line_no}: {}",
+            path.display(),
+            e.message()
+        )
+    }
 }
 
 impl Loaded {
@@ -246,8 +299,10 @@ mod tests {
     use super::*;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let p = dir.join("c.toml");
         std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p
     }
 
@@ -290,5 +345,36 @@ mod tests {
         let err = format!("{:#}", ConfigFile::load(&bad_key).err().unwrap());
         assert!(err.contains("master_key"), "{err}");
         assert!(parse_hoster_arg("h1=1.2.3.4:5,colour=red").is_err());
+    }
+
+    /// No secret on a command line, in an error message, or in a file others can read.
+    #[test]
+    fn secrets_stay_out_of_arguments_errors_and_readable_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            parse_hoster_arg("h1=1.2.3.4:5,password=hunter2").unwrap_err()
+        );
+        assert!(
+            err.contains("password-file") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(parse_hoster_arg("h1=1.2.3.4:5,admin=hunter2").is_err());
+        let generated = parse_hoster_arg("h1=1.2.3.4:5").unwrap();
+        assert_eq!(generated.password.as_deref().map(str::len), Some(32));
+
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeZ";
+        let broken = format!("master_key = \"{secret}\" extra\ndata_dir = \"d\"\n");
+        let path = write(dir.path(), &broken);
+        let err = format!("{:#}", ConfigFile::load(&path).err().unwrap());
+        assert!(err.contains("line 1") && !err.contains(secret), "{err}");
+
+        let ok = format!("master_key = \"{}\"\ndata_dir = \"d\"\n", "ab".repeat(32));
+        let path = write(dir.path(), &ok);
+        assert!(ConfigFile::load(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = format!("{:#}", ConfigFile::load(&path).err().unwrap());
+        assert!(err.contains("chmod 600") && !err.contains("abab"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod demo;
 pub mod ingest;
 pub mod mount;
+pub mod secrets;
 
 /// Prints a line to stdout for a supervising process (addresses, ids, progress) and flushes it.
 /// A closed stdout (the supervisor stopped reading) must not take a server down, so write errors

@@ -517,7 +517,17 @@ async fn run(cli: Cli) -> Result<()> {
             for (seg, shard, hoster, reason) in report.shard_failures.iter().take(10) {
                 println!("  segment {seg} shard {shard} on {hoster}: {reason}");
             }
-            Ok(())
+            for lost in &report.lost {
+                println!("  LOST {lost}");
+            }
+            if report.lost.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} segment(s) could not be restored (listed above); everything else was",
+                    report.lost.len()
+                )
+            }
         }
         Command::Repair { verify } => {
             let archive = open_archive(&cli.config)?;
@@ -529,6 +539,11 @@ async fn run(cli: Cli) -> Result<()> {
                 None => Vec::new(),
             };
             let suspect: Vec<(u64, usize)> = marked.iter().map(|(s, i, _)| (*s, *i)).collect();
+            let scrub = archive
+                .scrub_metadata(0..u64::MAX)
+                .await
+                .context("check the hosters' metadata")?;
+            print_scrub(&scrub);
             let r = archive
                 .repair_with(verify, &suspect)
                 .await
@@ -825,6 +840,27 @@ fn print_status(s: &archiver::Status) {
         show(w.dispersed),
         w.pruned_below
     );
+}
+
+/// What a metadata self-check found, one line plus one per problem.
+fn print_scrub(r: &archiver::ScrubReport) {
+    println!(
+        "metadata: {} records of {} segments checked; {} re-published, {} damaged, {} placements superseded",
+        r.records_checked,
+        r.segments_checked,
+        r.republished.len(),
+        r.damaged.len(),
+        r.placements_superseded.len()
+    );
+    for (hoster, segment, what) in &r.republished {
+        println!("  re-published {what} of segment {segment} on {hoster}");
+    }
+    for (hoster, segment, what) in &r.damaged {
+        println!("  damaged {what} of segment {segment} on {hoster} (write-once: left, other copies serve)");
+    }
+    for (hoster, why) in r.unreachable.iter().take(10) {
+        println!("  not checked on {hoster}: {why}");
+    }
 }
 
 async fn run_hoster(

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -14,7 +15,8 @@ use crate::hosters::{HosterSet, ShardHost};
 use crate::keys::MasterKey;
 use crate::log::{segment_file_name, BlockLog};
 use crate::manifest::{
-    seal_head, seal_metadata, Head, Manifest, Placement, COMPRESSION_NONE, COMPRESSION_ZSTD,
+    seal_head, seal_manifest_record, seal_placement_record, Head, Manifest, Placement,
+    COMPRESSION_NONE, COMPRESSION_ZSTD,
 };
 use crate::remote::{timed, RemoteArchive, SegmentMeta};
 use crate::store::{Batch, SealedSegment, Store};
@@ -48,6 +50,29 @@ pub struct RepairReport {
     /// Segments still short of k+m shards (no eligible hoster, or a failure).
     pub still_under_replicated: Vec<(u64, String)>,
 }
+
+/// Metadata records checked at once by a scrub: small values, latency-bound.
+pub const SCRUB_CONCURRENCY: usize = 32;
+
+/// What a metadata self-check found and did.
+#[derive(Clone, Debug, Default)]
+pub struct ScrubReport {
+    pub segments_checked: u64,
+    pub records_checked: u64,
+    /// (hoster, segment, record) written again because the hoster did not hold it.
+    pub republished: Vec<(String, u64, &'static str)>,
+    /// (hoster, segment, record) present but not the bytes the local store seals (damaged or
+    /// tampered) and refused rewriting (write-once); readers skip it, other hosters hold copies.
+    /// A damaged placement is superseded by a new generation instead.
+    pub damaged: Vec<(String, u64, &'static str)>,
+    /// Segments whose placement was published again under a new generation.
+    pub placements_superseded: Vec<u64>,
+    /// (hoster, why) for hosters that could not be checked; checked on the next scrub.
+    pub unreachable: Vec<(String, String)>,
+}
+
+/// Names of the metadata records of one segment, for reports.
+const RECORD_KINDS: [&str; 3] = ["manifest", "placement", "head"];
 
 /// A local archive bound to its hosters.
 pub struct Archive {
@@ -148,6 +173,11 @@ impl Archive {
         suspect: &[(u64, usize)],
     ) -> Result<RepairReport> {
         self.disperser.repair_with(verify, suspect).await
+    }
+
+    /// See [`Disperser::scrub_metadata`].
+    pub async fn scrub_metadata(&self, segments: std::ops::Range<u64>) -> Result<ScrubReport> {
+        self.disperser.scrub_metadata(segments).await
     }
 
     pub fn log(&self) -> &BlockLog {
@@ -374,10 +404,7 @@ impl Disperser {
                     out_of_hosters = true;
                     continue;
                 };
-                let key =
-                    self.inner
-                        .key
-                        .shard_storage_key(manifest.segment, &manifest.segment_hash, i);
+                let key = manifest.shard_storage_key(&self.inner.key, i);
                 let data = shards[i].clone();
                 set.spawn(async move {
                     let res = timed(h.put_shard(&key, &data)).await;
@@ -401,26 +428,20 @@ impl Disperser {
         failures
     }
 
-    /// Replicates a segment's encrypted manifest + placement, and the head record, to every
-    /// reachable hoster. At least m+1 copies are required so that any m lost hosters leave one.
+    /// Replicates a segment's encrypted manifest, its placement (this generation) and its head
+    /// record to every reachable hoster. Every record is written once under its own name and
+    /// seals deterministically, so a retry rewrites identical bytes. At least m+1 copies are
+    /// required so that any m lost hosters leave one.
     async fn publish(&self, manifest: &Manifest, placement: &Placement) -> Result<()> {
-        let record = Arc::new(seal_metadata(&self.inner.key, manifest, placement)?);
-        let head = Arc::new(seal_head(
-            &self.inner.key,
-            &Head {
-                last_segment: manifest.segment,
-                manifest_hash: manifest.hash(),
-            },
-        )?);
-        let meta_key = self.inner.key.manifest_storage_key(manifest.segment);
-        let head_key = self.inner.key.head_storage_key();
+        let records = Arc::new(self.metadata_records(manifest, placement)?);
         let mut set = JoinSet::new();
         for h in self.inner.remote.hosters().all() {
-            let (h, record, head) = (h.clone(), record.clone(), head.clone());
-            let (meta_key, head_key) = (meta_key.clone(), head_key.clone());
+            let (h, records) = (h.clone(), records.clone());
             set.spawn(async move {
-                timed(h.put_meta(&meta_key, &record)).await?;
-                timed(h.put_meta(&head_key, &head)).await
+                for (name, bytes) in records.iter() {
+                    timed(h.put_meta(name, bytes)).await?;
+                }
+                Ok::<(), crate::hosters::HostError>(())
             });
         }
         let mut stored = 0;
@@ -438,6 +459,115 @@ impl Disperser {
             });
         }
         Ok(())
+    }
+
+    /// The (name, bytes) of every metadata record a hoster should hold for this segment: its
+    /// manifest, the given placement generation, and its head record.
+    fn metadata_records(
+        &self,
+        manifest: &Manifest,
+        placement: &Placement,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let key = &self.inner.key;
+        let head = Head {
+            last_segment: manifest.segment,
+            manifest_hash: manifest.hash(),
+        };
+        Ok(vec![
+            (
+                key.manifest_storage_key(manifest.segment),
+                seal_manifest_record(key, manifest)?,
+            ),
+            (
+                key.placement_storage_key(manifest.segment, placement.generation),
+                seal_placement_record(key, placement)?,
+            ),
+            (
+                key.head_storage_key(manifest.segment),
+                seal_head(key, &head)?,
+            ),
+        ])
+    }
+
+    /// Metadata self-check: every reachable hoster must hold every dispersed segment's manifest,
+    /// current placement and head record, byte for byte as the local store seals them. Missing
+    /// records are written again; a damaged placement is superseded by a new generation.
+    pub async fn scrub_metadata(&self, segments: std::ops::Range<u64>) -> Result<ScrubReport> {
+        let _one_at_a_time = self.inner.lock.lock().await;
+        let end = segments.end.min(self.store().dispersed_next()?);
+        let mut report = ScrubReport::default();
+        let mut expected = Vec::new();
+        for segment in segments.start..end {
+            let (manifest, placement) = self.local_meta(segment)?;
+            expected.push((segment, self.metadata_records(&manifest, &placement)?));
+            report.segments_checked += 1;
+        }
+        let mut checks = Vec::new();
+        for h in self.hosters().all() {
+            if let Err(e) = timed(h.ping()).await {
+                report
+                    .unreachable
+                    .push((h.name().to_string(), e.to_string()));
+                continue;
+            }
+            for (segment, records) in &expected {
+                for (kind, (name, bytes)) in RECORD_KINDS.iter().zip(records) {
+                    checks.push((h.clone(), *segment, *kind, name.clone(), bytes.clone()));
+                }
+            }
+        }
+        let outcomes: Vec<_> = futures::stream::iter(checks)
+            .map(|(h, segment, kind, name, bytes)| async move {
+                let verdict = check_record(h.as_ref(), &name, &bytes).await;
+                (h.name().to_string(), segment, kind, verdict)
+            })
+            .buffer_unordered(SCRUB_CONCURRENCY)
+            .collect()
+            .await;
+        let mut supersede = std::collections::BTreeSet::new();
+        for (hoster, segment, kind, verdict) in outcomes {
+            report.records_checked += 1;
+            match verdict {
+                RecordCheck::Intact => {}
+                RecordCheck::Republished => report.republished.push((hoster, segment, kind)),
+                RecordCheck::Damaged => {
+                    if kind == "placement" {
+                        supersede.insert(segment);
+                    }
+                    report.damaged.push((hoster, segment, kind));
+                }
+                RecordCheck::Failed(e) => report.unreachable.push((hoster, e)),
+            }
+        }
+        for segment in supersede {
+            let (manifest, mut placement) = self.local_meta(segment)?;
+            placement.generation += 1;
+            self.publish(&manifest, &placement).await?;
+            let mut batch = Batch::default();
+            self.inner.store.put_placement(&mut batch, &placement)?;
+            self.inner.store.commit_synced(batch)?;
+            report.placements_superseded.push(segment);
+        }
+        Ok(report)
+    }
+
+    /// The locally stored manifest and placement of a dispersed segment.
+    fn local_meta(&self, segment: u64) -> Result<(Manifest, Placement)> {
+        let manifest =
+            self.store()
+                .manifest(segment)?
+                .ok_or_else(|| ArchiveError::ManifestChain {
+                    segment,
+                    reason: "dispersed but no manifest stored locally".into(),
+                })?;
+        let placement =
+            self.store()
+                .placement(segment)?
+                .ok_or_else(|| ArchiveError::PlacementCorrupt {
+                    segment,
+                    reason: "missing".into(),
+                })?;
+        Ok((manifest, placement))
     }
 
     /// The read-back check that pruning waits for. For each dispersed segment not yet verified, in
@@ -578,24 +708,33 @@ impl Disperser {
                 }
             }
             report.shards_checked += manifest.shards_total() as u64;
-            if lost.is_empty() {
-                continue;
-            }
-            match self.repair_segment(&manifest, placement, &lost).await {
-                Ok((_, repaired)) => {
-                    let short = lost.len() - repaired.len();
-                    for (i, h) in repaired {
-                        report.repaired.push((segment, i, h));
+            let total = manifest.shards_total();
+            let short = if lost.is_empty() {
+                None
+            } else {
+                match self.repair_segment(&manifest, placement, &lost).await {
+                    Ok((_, repaired)) => {
+                        let short = lost.len() - repaired.len();
+                        for (i, h) in repaired {
+                            report.repaired.push((segment, i, h));
+                        }
+                        (short > 0).then(|| {
+                            report.still_under_replicated.push((
+                                segment,
+                                format!("{short} shard(s) found no eligible hoster (distinct, up, not holding a shard of this segment)"),
+                            ));
+                            (total - short, total)
+                        })
                     }
-                    if short > 0 {
-                        report.still_under_replicated.push((
-                            segment,
-                            format!("{short} shard(s) found no eligible hoster (distinct, up, not holding a shard of this segment)"),
-                        ));
+                    Err(e) => {
+                        report.still_under_replicated.push((segment, e.to_string()));
+                        Some((total - lost.len(), total))
                     }
                 }
-                Err(e) => report.still_under_replicated.push((segment, e.to_string())),
-            }
+            };
+            let mut batch = Batch::default();
+            self.inner.store.put_short(&mut batch, segment, short)?;
+            self.inner.store.commit(batch)?;
         }
         Ok(report)
     }
@@ -617,10 +756,7 @@ impl Disperser {
                 lost.push(i);
                 continue;
             };
-            let key = self
-                .inner
-                .key
-                .shard_storage_key(manifest.segment, &manifest.segment_hash, i);
+            let key = manifest.shard_storage_key(&self.inner.key, i);
             let manifest = manifest.clone();
             set.spawn(async move {
                 let ok = if verify {
@@ -739,13 +875,44 @@ impl Disperser {
             }
         }
         if placement != before {
-            placement.generation += 1;
+            // Past every generation any hoster holds: names are write-once, and an interrupted
+            // repair may have published the next generation with other contents.
+            let remote_gen = match self.inner.remote.segment_meta_opt(segment).await {
+                Ok(Some(meta)) => meta.placement.generation,
+                _ => before.generation,
+            };
+            placement.generation = before.generation.max(remote_gen) + 1;
             self.publish(manifest, &placement).await?;
             let mut batch = Batch::default();
             self.inner.store.put_placement(&mut batch, &placement)?;
             self.inner.store.commit_synced(batch)?;
         }
         Ok((placement, repaired))
+    }
+}
+
+/// One metadata record on one hoster, as a scrub saw it.
+enum RecordCheck {
+    Intact,
+    Republished,
+    Damaged,
+    Failed(String),
+}
+
+/// Compares a hoster's copy of a record with the expected bytes; writes it when missing, and
+/// tries to when damaged (a write-once namespace refuses, and the record stays damaged).
+async fn check_record(h: &dyn ShardHost, name: &[u8], bytes: &[u8]) -> RecordCheck {
+    match timed(h.get_meta(name)).await {
+        Ok(Some(found)) if found == bytes => RecordCheck::Intact,
+        Ok(Some(_)) => match timed(h.put_meta(name, bytes)).await {
+            Ok(()) => RecordCheck::Republished,
+            Err(_) => RecordCheck::Damaged,
+        },
+        Ok(None) => match timed(h.put_meta(name, bytes)).await {
+            Ok(()) => RecordCheck::Republished,
+            Err(e) => RecordCheck::Failed(e.to_string()),
+        },
+        Err(e) => RecordCheck::Failed(e.to_string()),
     }
 }
 

@@ -102,8 +102,7 @@ pub async fn challenge_shard(
         outcome.verdict = Err(format!("segment {} has no shard {shard}", manifest.segment));
         return outcome;
     };
-    let storage_key =
-        key.shard_storage_key(manifest.segment, &manifest.segment_hash, shard as usize);
+    let storage_key = manifest.shard_storage_key(key, shard as usize);
     let started = Instant::now();
     let answer = hoster.prove(&storage_key, &challenge.encode()).await;
     let elapsed = started.elapsed();

@@ -5,7 +5,8 @@
 //! frame (plaintext + tag), so data shards decrypt piecewise without reassembly copies. Plaintext is
 //! read straight into the shard buffers and encrypted in place: a segment is held once (plus parity),
 //! never several times over. Encoding is deterministic (per-segment key bound to the segment's
-//! content hash, nonce = frame index), so a retried dispersal rewrites identical bytes.
+//! content hash and every encoding parameter, nonce = frame index), so a retried dispersal rewrites
+//! identical bytes and no (key, nonce) pair ever encrypts two different plaintexts.
 
 use std::io::Read;
 
@@ -14,9 +15,10 @@ use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use reed_solomon_erasure::galois_8::ReedSolomon;
 
 use crate::error::{ArchiveError, Result};
-use crate::keys::MasterKey;
+use crate::keys::{EncodingParams, MasterKey};
 use crate::manifest::{
-    frame_count, Manifest, CIPHER_AES_256_GCM, COMPRESSION_NONE, COMPRESSION_ZSTD, TAG_BYTES,
+    frame_count, Manifest, CIPHER_AES_256_GCM, COMPRESSION_NONE, COMPRESSION_ZSTD,
+    MANIFEST_VERSION, TAG_BYTES,
 };
 
 /// Bytes of one shard piece = one AEAD frame with its tag. 256 KiB keeps a stripe (k+m pieces) small
@@ -83,8 +85,13 @@ fn rs(k: usize, m: usize) -> Result<ReedSolomon> {
     ReedSolomon::new(k, m).map_err(|e| ArchiveError::Codec(format!("reed-solomon {k}+{m}: {e:?}")))
 }
 
-fn cipher(key: &MasterKey, segment: u64, segment_hash: &[u8; 32]) -> Result<Aes256Gcm> {
-    let k = key.segment_key(segment, segment_hash);
+fn cipher(
+    key: &MasterKey,
+    segment: u64,
+    segment_hash: &[u8; 32],
+    params: &EncodingParams,
+) -> Result<Aes256Gcm> {
+    let k = key.segment_key(segment, segment_hash, params);
     Aes256Gcm::new_from_slice(k.as_ref())
         .map_err(|_| ArchiveError::Codec("segment key length".into()))
 }
@@ -100,9 +107,20 @@ pub fn encode_segment(
     reader: &mut impl Read,
     mut buffers: Vec<Vec<u8>>,
 ) -> Result<EncodedSegment> {
-    let aes = cipher(key, id.segment, &id.segment_hash)?;
     let piece = piece_bytes_for(id.payload_bytes, k);
     let frame_plain = piece as u32 - TAG_BYTES as u32;
+    let params = EncodingParams {
+        format_version: MANIFEST_VERSION,
+        cipher: CIPHER_AES_256_GCM,
+        compression: id.compression,
+        data_shards: k as u8,
+        parity_shards: m as u8,
+        frame_plain_bytes: frame_plain,
+        piece_bytes: piece as u32,
+        payload_bytes: id.payload_bytes,
+        segment_bytes: id.segment_bytes,
+    };
+    let aes = cipher(key, id.segment, &id.segment_hash, &params)?;
     let frames = frame_count(id.payload_bytes, frame_plain);
     let stripes = frames.div_ceil(k as u64);
     let shard_bytes = stripes as usize * piece;
@@ -277,7 +295,12 @@ pub fn decode_segment(
             "decode needs exactly the data shards".into(),
         ));
     }
-    let aes = cipher(key, manifest.segment, &manifest.segment_hash)?;
+    let aes = cipher(
+        key,
+        manifest.segment,
+        &manifest.segment_hash,
+        &manifest.encoding_params(),
+    )?;
     let frames = frame_count(manifest.payload_bytes, manifest.frame_plain_bytes);
     let piece = manifest.piece_bytes as usize;
     let mut remaining = manifest.payload_bytes;

@@ -64,7 +64,8 @@ pub trait ShardHost: Send + Sync + std::fmt::Debug {
 }
 
 /// A hoster reached over the 0-db protocol: shards in a worm namespace (no overwrite, no delete),
-/// metadata in `<namespace>-meta` (placement records are rewritten on repair).
+/// metadata in the worm namespace `<namespace>-meta` (every record is written once under its own
+/// name); both private and password-protected when the config gives a password.
 #[derive(Debug)]
 pub struct ZdbHost {
     name: String,
@@ -117,7 +118,8 @@ impl ShardHost for ZdbHost {
     }
     async fn prepare(&self) -> HostResult<()> {
         self.shards.ensure_namespace(true).await?;
-        self.meta.ensure_namespace(false).await?;
+        // Metadata records are write-once too (one name per record and generation).
+        self.meta.ensure_namespace(true).await?;
         Ok(())
     }
     async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()> {

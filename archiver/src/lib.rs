@@ -24,7 +24,7 @@ pub mod status;
 pub mod store;
 pub mod testing;
 
-pub use archive::{Archive, DispersalReport, Disperser, RepairReport};
+pub use archive::{Archive, DispersalReport, Disperser, RepairReport, ScrubReport};
 pub use config::{ArchiveConfig, Durability, HosterEntry};
 pub use error::{ArchiveError, Result};
 pub use history::HistoryReader;
@@ -33,5 +33,5 @@ pub use keys::MasterKey;
 pub use log::{AppendSummary, Appended, BlockLog};
 pub use record::{BlockRecord, StateChange};
 pub use remote::RemoteArchive;
-pub use restore::{restore, RestoreFormat, RestoreReport};
+pub use restore::{restore, LostSegment, RestoreFormat, RestoreReport};
 pub use status::Status;

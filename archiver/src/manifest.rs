@@ -11,14 +11,20 @@ use crate::keys::MasterKey;
 use crate::record::{hash_at, u16_at, u32_at, u64_at};
 
 pub const MANIFEST_MAGIC: [u8; 4] = *b"PAMF";
-pub const MANIFEST_VERSION: u16 = 1;
+/// 2: segment keys and shard names bind every encoding parameter (`keys::EncodingParams`).
+pub const MANIFEST_VERSION: u16 = 2;
 pub const MANIFEST_FIXED_BYTES: usize = 232;
 pub const PLACEMENT_MAGIC: [u8; 4] = *b"PAPL";
 pub const PLACEMENT_VERSION: u16 = 1;
 pub const PLACEMENT_FIXED_BYTES: usize = 24;
+/// An encrypted manifest record on the hosters.
 pub const METADATA_MAGIC: [u8; 4] = *b"PAMR";
+/// An encrypted placement record (one per generation).
+pub const PLACEMENT_RECORD_MAGIC: [u8; 4] = *b"PAPR";
 pub const HEAD_MAGIC: [u8; 4] = *b"PAHD";
-pub const METADATA_VERSION: u16 = 1;
+/// 2: write-once records (manifest, placement per generation, head per segment) sealed with a
+/// nonce derived from their content.
+pub const METADATA_VERSION: u16 = 2;
 /// magic 4 + version 2 + reserved 2 + nonce 12; the ciphertext and a 16-byte tag follow.
 pub const METADATA_HEADER_BYTES: usize = 20;
 pub const TAG_BYTES: usize = 16;
@@ -60,6 +66,31 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What the segment key and shard names bind besides the segment id and content hash.
+    pub fn encoding_params(&self) -> crate::keys::EncodingParams {
+        crate::keys::EncodingParams {
+            format_version: MANIFEST_VERSION,
+            cipher: self.cipher,
+            compression: self.compression,
+            data_shards: self.data_shards,
+            parity_shards: self.parity_shards,
+            frame_plain_bytes: self.frame_plain_bytes,
+            piece_bytes: self.piece_bytes,
+            payload_bytes: self.payload_bytes,
+            segment_bytes: self.segment_bytes,
+        }
+    }
+
+    /// The key this segment's shard `i` is stored under.
+    pub fn shard_storage_key(&self, key: &crate::keys::MasterKey, shard: usize) -> Vec<u8> {
+        key.shard_storage_key(
+            self.segment,
+            &self.segment_hash,
+            &self.encoding_params(),
+            shard,
+        )
+    }
+
     pub fn shards_total(&self) -> usize {
         self.data_shards as usize + self.parity_shards as usize
     }
@@ -115,6 +146,16 @@ impl Manifest {
             return Err(bad("bad magic".into()));
         }
         let version = u16_at(b, 4);
+        if version == 1 {
+            // Version 1 segments were encrypted under keys that bind only (segment, content
+            // hash); reading them would need the old derivation, which is gone on purpose.
+            return Err(bad(
+                "version 1 manifest: written before segment keys bound the \
+                 encoding parameters (2026-11); this release cannot read it. Re-archive \
+                 the history into a new archive from a node that still holds it"
+                    .into(),
+            ));
+        }
         if version != MANIFEST_VERSION {
             return Err(bad(format!("unsupported version {version}")));
         }
@@ -270,18 +311,28 @@ impl Placement {
     }
 }
 
+/// Nonce of a record: keyed BLAKE3 over its header, AAD id and plaintext (a synthetic IV). The same
+/// record always seals to the same bytes; different records get different nonces.
+fn synthetic_nonce(key: &MasterKey, header: &[u8], aad_id: u64, plain: &[u8]) -> [u8; 12] {
+    let nonce_key = key.metadata_nonce_key();
+    let mut hasher = blake3::Hasher::new_keyed(&nonce_key);
+    hasher.update(header);
+    hasher.update(&aad_id.to_le_bytes());
+    hasher.update(plain);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&hasher.finalize().as_bytes()[..12]);
+    nonce
+}
+
 fn seal(key: &MasterKey, magic: [u8; 4], aad_id: u64, plain: &[u8]) -> Result<Vec<u8>> {
-    use rand::RngCore;
     let meta_key = key.metadata_key();
     let cipher = Aes256Gcm::new_from_slice(meta_key.as_ref())
         .map_err(|_| ArchiveError::Codec("metadata key length".into()))?;
-    let mut nonce = [0u8; 12];
-    // Random nonces: a placement record is rewritten under the same key after every repair.
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
     let mut out = Vec::with_capacity(METADATA_HEADER_BYTES + plain.len() + TAG_BYTES);
     out.extend_from_slice(&magic);
     out.extend_from_slice(&METADATA_VERSION.to_le_bytes());
     out.extend_from_slice(&[0, 0]);
+    let nonce = synthetic_nonce(key, &out[..8], aad_id, plain);
     out.extend_from_slice(&nonce);
     let mut aad = out[..8].to_vec();
     aad.extend_from_slice(&aad_id.to_le_bytes());
@@ -306,7 +357,10 @@ fn open(key: &MasterKey, magic: [u8; 4], aad_id: u64, b: &[u8], what: &str) -> R
         return Err(corrupt("bad magic or truncated".into()));
     }
     if u16_at(b, 4) != METADATA_VERSION {
-        return Err(corrupt(format!("unsupported version {}", u16_at(b, 4))));
+        return Err(corrupt(format!(
+            "unsupported version {} (this release reads version {METADATA_VERSION})",
+            u16_at(b, 4)
+        )));
     }
     let meta_key = key.metadata_key();
     let cipher = Aes256Gcm::new_from_slice(meta_key.as_ref())
@@ -326,55 +380,76 @@ fn open(key: &MasterKey, magic: [u8; 4], aad_id: u64, b: &[u8], what: &str) -> R
     Ok(plain)
 }
 
-/// Encrypts a manifest and its placement for replication to every hoster.
-pub fn seal_metadata(
-    key: &MasterKey,
-    manifest: &Manifest,
-    placement: &Placement,
-) -> Result<Vec<u8>> {
-    let m = manifest.encode();
-    let mut plain = Vec::with_capacity(4 + m.len() + 64);
-    plain.extend_from_slice(&(m.len() as u32).to_le_bytes());
-    plain.extend_from_slice(&m);
-    plain.extend_from_slice(&placement.encode());
-    seal(key, METADATA_MAGIC, manifest.segment, &plain)
+/// Encrypts a manifest for replication to every hoster (written once, under
+/// `MasterKey::manifest_storage_key`).
+pub fn seal_manifest_record(key: &MasterKey, manifest: &Manifest) -> Result<Vec<u8>> {
+    seal(key, METADATA_MAGIC, manifest.segment, &manifest.encode())
 }
 
-/// Decrypts and decodes a replicated metadata record of `segment`.
-pub fn open_metadata(key: &MasterKey, segment: u64, b: &[u8]) -> Result<(Manifest, Placement)> {
+/// Decrypts and decodes a replicated manifest record of `segment`.
+pub fn open_manifest_record(key: &MasterKey, segment: u64, b: &[u8]) -> Result<Manifest> {
     let plain = open(
         key,
         METADATA_MAGIC,
         segment,
         b,
-        &format!("metadata record of segment {segment}"),
+        &format!("manifest record of segment {segment}"),
     )?;
-    if plain.len() < 4 {
+    let manifest = Manifest::decode(segment, &plain)?;
+    if manifest.segment != segment {
         return Err(ArchiveError::ManifestCorrupt {
             segment,
-            reason: "metadata record truncated".into(),
+            reason: format!("record describes segment {}", manifest.segment),
         });
     }
-    let m_len = u32_at(&plain, 0) as usize;
-    if plain.len() < 4 + m_len {
-        return Err(ArchiveError::ManifestCorrupt {
-            segment,
-            reason: "metadata record truncated".into(),
-        });
-    }
-    let manifest = Manifest::decode(segment, &plain[4..4 + m_len])?;
-    let placement = Placement::decode(segment, &plain[4 + m_len..])?;
-    Ok((manifest, placement))
+    Ok(manifest)
 }
 
-/// The head record: the last dispersed segment and its manifest hash.
+/// Encrypts one generation of a placement (under `MasterKey::placement_storage_key`).
+pub fn seal_placement_record(key: &MasterKey, placement: &Placement) -> Result<Vec<u8>> {
+    seal(
+        key,
+        PLACEMENT_RECORD_MAGIC,
+        placement.segment,
+        &placement.encode(),
+    )
+}
+
+/// Decrypts a placement record found under generation `generation` of `segment`.
+pub fn open_placement_record(
+    key: &MasterKey,
+    segment: u64,
+    generation: u32,
+    b: &[u8],
+) -> Result<Placement> {
+    let plain = open(
+        key,
+        PLACEMENT_RECORD_MAGIC,
+        segment,
+        b,
+        &format!("placement record of segment {segment}"),
+    )?;
+    let placement = Placement::decode(segment, &plain)?;
+    if placement.generation != generation {
+        return Err(ArchiveError::PlacementCorrupt {
+            segment,
+            reason: format!(
+                "generation {} found under generation {generation}'s name",
+                placement.generation
+            ),
+        });
+    }
+    Ok(placement)
+}
+
+/// The head record written with a segment: it was the last dispersed one, with this manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
     pub last_segment: u64,
     pub manifest_hash: [u8; 32],
 }
 
-/// AAD id for the head record (not a segment).
+/// AAD id for head records (not a segment): the segment is inside the authenticated plaintext.
 const HEAD_AAD_ID: u64 = u64::MAX;
 
 pub fn seal_head(key: &MasterKey, head: &Head) -> Result<Vec<u8>> {
@@ -383,18 +458,26 @@ pub fn seal_head(key: &MasterKey, head: &Head) -> Result<Vec<u8>> {
     seal(key, HEAD_MAGIC, HEAD_AAD_ID, &plain)
 }
 
-pub fn open_head(key: &MasterKey, b: &[u8]) -> Result<Head> {
+/// Opens the head record stored under `segment`'s head name.
+pub fn open_head(key: &MasterKey, segment: u64, b: &[u8]) -> Result<Head> {
     let plain = open(key, HEAD_MAGIC, HEAD_AAD_ID, b, "head record")?;
     if plain.len() != 40 {
         return Err(ArchiveError::ManifestCorrupt {
-            segment: HEAD_AAD_ID,
+            segment,
             reason: "head record has the wrong length".into(),
         });
     }
-    Ok(Head {
+    let head = Head {
         last_segment: u64_at(&plain, 0),
         manifest_hash: hash_at(&plain, 8),
-    })
+    };
+    if head.last_segment != segment {
+        return Err(ArchiveError::ManifestCorrupt {
+            segment,
+            reason: format!("head record names segment {}", head.last_segment),
+        });
+    }
+    Ok(head)
 }
 
 #[cfg(test)]
@@ -462,24 +545,35 @@ pub(crate) mod tests {
             generation: 0,
             hosters: vec![Some("a".into()), Some("b".into()), Some("c".into())],
         };
-        let sealed = seal_metadata(&key, &m, &p).unwrap();
-        let (m2, p2) = open_metadata(&key, 3, &sealed).unwrap();
-        assert_eq!((m2, p2), (m.clone(), p));
+        let sealed = seal_manifest_record(&key, &m).unwrap();
+        assert_eq!(open_manifest_record(&key, 3, &sealed).unwrap(), m);
+        // Deterministic: a retried publish writes identical bytes into a write-once namespace.
+        assert_eq!(seal_manifest_record(&key, &m).unwrap(), sealed);
+        let placed = seal_placement_record(&key, &p).unwrap();
+        assert_eq!(open_placement_record(&key, 3, 0, &placed).unwrap(), p);
+        let moved = Placement {
+            generation: 1,
+            ..p.clone()
+        };
+        let placed_1 = seal_placement_record(&key, &moved).unwrap();
+        // Another record: another nonce (the nonce repeats only with the content).
+        assert_ne!(placed[8..20], placed_1[8..20]);
+        assert!(open_placement_record(&key, 3, 0, &placed_1).is_err());
         let other = MasterKey::from_bytes([8; 32]);
         assert!(matches!(
-            open_metadata(&other, 3, &sealed),
+            open_manifest_record(&other, 3, &sealed),
             Err(ArchiveError::WrongMasterKey { .. })
         ));
         // A record moved to another segment's key does not open.
-        assert!(open_metadata(&key, 4, &sealed).is_err());
+        assert!(open_manifest_record(&key, 4, &sealed).is_err());
+        assert!(open_placement_record(&key, 4, 0, &placed).is_err());
         let head = Head {
             last_segment: 9,
             manifest_hash: m.hash(),
         };
-        assert_eq!(
-            open_head(&key, &seal_head(&key, &head).unwrap()).unwrap(),
-            head
-        );
+        let sealed_head = seal_head(&key, &head).unwrap();
+        assert_eq!(open_head(&key, 9, &sealed_head).unwrap(), head);
+        assert!(open_head(&key, 8, &sealed_head).is_err());
     }
 
     /// Test vector from specs/manifest.md: the manifest hash of `sample()`.
@@ -489,5 +583,5 @@ pub(crate) mod tests {
     }
 
     const SPEC_SAMPLE_MANIFEST_HASH: &str =
-        "25f7ba67b6f02b7d29dde59b906f94addc829126014a05a83b8d40d96ef955d9";
+        "7f2e6b0103ee26da7f9212a588356a5a2266f7b1eab9b426bad9099e145aa03f";
 }

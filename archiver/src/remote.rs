@@ -11,7 +11,9 @@ use crate::codec;
 use crate::error::{ArchiveError, Result};
 use crate::hosters::{HostError, HostResult, HosterSet, ShardHost};
 use crate::keys::MasterKey;
-use crate::manifest::{open_head, open_metadata, Head, Manifest, Placement};
+use crate::manifest::{
+    open_head, open_manifest_record, open_placement_record, Head, Manifest, Placement,
+};
 
 /// Upper bound on any one hoster call made through the trait: a hoster that hangs must cost one
 /// timeout, not a stalled restore. The 0-db client has shorter per-request timeouts of its own.
@@ -89,33 +91,29 @@ impl RemoteArchive {
         &self.key
     }
 
-    /// The freshest head record any reachable hoster has.
+    /// The newest head record any reachable hoster has (head records are write-once, one per
+    /// dispersed segment; each hoster is searched by galloping, then bisecting).
     pub async fn head(&self) -> Result<Head> {
-        let key = self.key.head_storage_key();
         let mut set = JoinSet::new();
         for h in self.hosters.all() {
-            let h = h.clone();
-            let key = key.clone();
-            set.spawn(async move { timed(h.get_meta(&key)).await });
+            let (h, key) = (h.clone(), self.key.clone());
+            set.spawn(async move { newest_head_on(&key, h.as_ref()).await });
         }
         let (mut reachable, mut best, mut wrong_key) = (0usize, None::<Head>, None);
         while let Some(res) = next_with_grace(&mut set, reachable > 0).await {
-            let Ok(Ok(value)) = res else { continue };
+            let Ok(Ok((found, err))) = res else { continue };
             reachable += 1;
-            let Some(bytes) = value else { continue };
-            match open_head(&self.key, &bytes) {
-                Ok(head) => {
-                    if best.is_none_or(|b| head.last_segment > b.last_segment) {
-                        best = Some(head);
-                    }
+            if let Some(head) = found {
+                if best.is_none_or(|b| head.last_segment > b.last_segment) {
+                    best = Some(head);
                 }
-                Err(e) => wrong_key = Some(e),
             }
+            wrong_key = wrong_key.or(err);
         }
         match (best, wrong_key) {
             (Some(head), _) => Ok(head),
             (None, Some(e)) => Err(e),
-            // Nothing under this master key's head name anywhere: a wrong key, or an empty archive.
+            // Nothing under this master key's head names anywhere: a wrong key, or an empty archive.
             (None, None) => Err(ArchiveError::NoMetadata {
                 reachable,
                 total: self.hosters.len(),
@@ -137,67 +135,74 @@ impl RemoteArchive {
     /// Like [`segment_meta`](Self::segment_meta), but `None` when every hoster that answered has
     /// no record for this segment.
     pub async fn segment_meta_opt(&self, segment: u64) -> Result<Option<SegmentMeta>> {
-        let key = self.key.manifest_storage_key(segment);
         let mut set = JoinSet::new();
         for h in self.hosters.all() {
             if h.is_down() {
                 continue;
             }
-            let h = h.clone();
-            let key = key.clone();
-            set.spawn(async move { timed(h.get_meta(&key)).await });
+            let (h, key) = (h.clone(), self.key.clone());
+            set.spawn(async move { records_on(&key, h.as_ref(), segment).await });
         }
-        let mut best: Option<SegmentMeta> = None;
-        let mut last_err = None;
+        let mut found = HosterRecords::default();
         let mut answered = false;
         while let Some(res) = next_with_grace(&mut set, answered).await {
-            let Ok(Ok(value)) = res else { continue };
+            let Ok(Ok(records)) = res else { continue };
             answered = true;
-            let Some(bytes) = value else { continue };
-            match open_metadata(&self.key, segment, &bytes) {
-                Ok((manifest, placement)) => {
-                    if best.as_ref().is_some_and(|b| b.manifest != manifest) {
-                        // Two authentic but different manifests cannot both be right; the chain
-                        // check decides which one is part of the history.
-                        tracing::warn!(segment, "hosters disagree on a manifest");
-                    }
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| placement.generation > b.placement.generation)
-                    {
-                        best = Some(SegmentMeta {
-                            manifest,
-                            placement,
-                        });
-                    }
-                }
-                Err(e) => last_err = Some(e),
-            }
+            found.merge(records, segment);
         }
-        match (best, last_err) {
-            (Some(b), _) => Ok(Some(b)),
-            (None, Some(e)) => Err(e),
-            (None, None) => Ok(None),
+        match (found.manifest, found.placement, found.error) {
+            (Some(manifest), Some(placement), _) => Ok(Some(SegmentMeta {
+                manifest,
+                placement,
+            })),
+            (Some(_), None, err) => Err(err.unwrap_or(ArchiveError::PlacementCorrupt {
+                segment,
+                reason: "its manifest is on the hosters but no placement record is".into(),
+            })),
+            (None, _, Some(e)) => Err(e),
+            (None, _, None) => Ok(None),
         }
     }
 
     /// Loads and verifies the whole manifest chain: each manifest's `prev_manifest_hash` is its
-    /// predecessor's hash, block ranges follow each other, and the last one is the head's.
+    /// predecessor's hash, block ranges follow each other, and the last one is the head's. A
+    /// segment whose metadata no hoster holds is an error naming it.
     pub async fn manifest_chain(&self) -> Result<Vec<SegmentMeta>> {
+        let scan = self.manifest_scan().await?;
+        if let Some((segment, reason)) = scan.missing.first() {
+            return Err(ArchiveError::ManifestChain {
+                segment: *segment,
+                reason: reason.clone(),
+            });
+        }
+        Ok(scan.metas)
+    }
+
+    /// The manifest chain as far as the hosters hold it: every segment up to the newest head (and
+    /// past it while manifests are found), with the segments whose metadata every reachable hoster
+    /// was asked for and none held, so a restore can go on past them and name them.
+    pub async fn manifest_scan(&self) -> Result<ChainScan> {
         let head = self.head().await?;
-        let metas: Vec<Result<SegmentMeta>> = stream::iter(0..=head.last_segment)
-            .map(|s| self.segment_meta(s))
+        let metas: Vec<Result<Option<SegmentMeta>>> = stream::iter(0..=head.last_segment)
+            .map(|s| self.segment_meta_opt(s))
             .buffered(METADATA_FETCH_CONCURRENCY)
             .collect()
             .await;
-        let mut chain: Vec<SegmentMeta> = Vec::with_capacity(metas.len());
-        for meta in metas {
-            let meta = meta?;
-            verify_link(chain.last().map(|m| &m.manifest), &meta.manifest)?;
-            chain.push(meta);
+        let mut scan = ChainScan::default();
+        for (segment, meta) in (0..).zip(metas) {
+            match meta {
+                Ok(Some(meta)) => scan.push(meta)?,
+                Ok(None) => scan.missing.push((
+                    segment,
+                    "every reachable hoster was asked and none holds its metadata".into(),
+                )),
+                Err(e) => scan.missing.push((segment, e.to_string())),
+            }
         }
-        if let Some(last) = chain.last() {
-            if last.manifest.hash() != head.manifest_hash {
+        if let Some(last) = scan.metas.last() {
+            if last.manifest.segment == head.last_segment
+                && last.manifest.hash() != head.manifest_hash
+            {
                 return Err(ArchiveError::ManifestChain {
                     segment: last.manifest.segment,
                     reason: "the manifest is not the one the head record names".into(),
@@ -207,14 +212,13 @@ impl RemoteArchive {
         // The freshest head may sit only on hosters that are down or failed just now: manifests
         // beyond it are found by probing, so a restore is never silently short.
         loop {
-            let next = chain.len() as u64;
+            let next = head.last_segment.max(scan.next_segment().saturating_sub(1)) + 1;
             let Some(meta) = self.segment_meta_opt(next).await? else {
                 break;
             };
-            verify_link(chain.last().map(|m| &m.manifest), &meta.manifest)?;
-            chain.push(meta);
+            scan.push(meta)?;
         }
-        Ok(chain)
+        Ok(scan)
     }
 
     /// Reads, verifies and decodes one segment, returning its plaintext. Reads data shards
@@ -276,7 +280,7 @@ impl RemoteArchive {
         let mut good = 0usize;
         let mut set = JoinSet::new();
         let launch = |set: &mut JoinSet<_>, i: usize, h: Arc<dyn ShardHost>| {
-            let key = self.key.shard_storage_key(m.segment, &m.segment_hash, i);
+            let key = m.shard_storage_key(&self.key, i);
             let manifest = m.clone();
             set.spawn(async move {
                 let res = timed(h.get_shard(&key, manifest.shard_bytes)).await;
@@ -367,6 +371,158 @@ impl RemoteArchive {
         }
         report.reconstructed = shards[..k].iter().any(Option::is_none);
         Ok((shards, report))
+    }
+}
+
+/// Head records probed on one hoster before its search gives up: 2^40 segments is beyond any
+/// archive, and a hoster cannot make a reader loop.
+const HEAD_PROBES_MAX: u32 = 80;
+/// Placement generations probed per segment and hoster: each repair adds one.
+const PLACEMENT_GENERATIONS_MAX: u32 = 4096;
+
+/// Reads and authenticates `segment`'s head record on one hoster: `Ok(None)` when it is absent
+/// or does not authenticate (the error is kept for the caller's verdict).
+async fn head_at(
+    key: &MasterKey,
+    h: &dyn ShardHost,
+    segment: u64,
+    err: &mut Option<ArchiveError>,
+) -> HostResult<Option<Head>> {
+    let Some(bytes) = timed(h.get_meta(&key.head_storage_key(segment))).await? else {
+        return Ok(None);
+    };
+    match open_head(key, segment, &bytes) {
+        Ok(head) => Ok(Some(head)),
+        Err(e) => {
+            *err = Some(e);
+            Ok(None)
+        }
+    }
+}
+
+/// The newest head record on one hoster, found by galloping over the per-segment head names and
+/// bisecting: about 2 log2(segments) small reads.
+async fn newest_head_on(
+    key: &MasterKey,
+    h: &dyn ShardHost,
+) -> HostResult<(Option<Head>, Option<ArchiveError>)> {
+    let mut err = None;
+    let Some(mut best) = head_at(key, h, 0, &mut err).await? else {
+        return Ok((None, err));
+    };
+    let (mut lo, mut hi, mut step, mut probes) = (0u64, None::<u64>, 1u64, 0u32);
+    while probes < HEAD_PROBES_MAX {
+        probes += 1;
+        let probe = match hi {
+            None => lo.saturating_add(step),
+            Some(hi) if hi - lo > 1 => lo + (hi - lo) / 2,
+            Some(_) => break,
+        };
+        match head_at(key, h, probe, &mut err).await? {
+            Some(head) => {
+                (lo, best) = (probe, head);
+                step = step.saturating_mul(2);
+            }
+            None => hi = Some(probe),
+        }
+    }
+    Ok((Some(best), None))
+}
+
+/// What one hoster holds of a segment's metadata.
+#[derive(Default)]
+struct HosterRecords {
+    manifest: Option<Manifest>,
+    placement: Option<Placement>,
+    error: Option<ArchiveError>,
+}
+
+impl HosterRecords {
+    fn merge(&mut self, other: HosterRecords, segment: u64) {
+        if let (Some(mine), Some(theirs)) = (&self.manifest, &other.manifest) {
+            if mine != theirs {
+                // Two authentic but different manifests cannot both be right; the chain check
+                // decides which one is part of the history.
+                tracing::warn!(segment, "hosters disagree on a manifest");
+            }
+        }
+        self.manifest = self.manifest.take().or(other.manifest);
+        if other.placement.as_ref().is_some_and(|p| {
+            self.placement
+                .as_ref()
+                .is_none_or(|b| p.generation > b.generation)
+        }) {
+            self.placement = other.placement;
+        }
+        self.error = self.error.take().or(other.error);
+    }
+}
+
+/// One hoster's manifest record of `segment` and its newest placement generation (generations
+/// are read upward until one is missing).
+async fn records_on(key: &MasterKey, h: &dyn ShardHost, segment: u64) -> HostResult<HosterRecords> {
+    let mut out = HosterRecords::default();
+    if let Some(bytes) = timed(h.get_meta(&key.manifest_storage_key(segment))).await? {
+        match open_manifest_record(key, segment, &bytes) {
+            Ok(m) => out.manifest = Some(m),
+            Err(e) => out.error = Some(e),
+        }
+    }
+    for generation in 0..PLACEMENT_GENERATIONS_MAX {
+        let name = key.placement_storage_key(segment, generation);
+        let Some(bytes) = timed(h.get_meta(&name)).await? else {
+            break;
+        };
+        match open_placement_record(key, segment, generation, &bytes) {
+            Ok(p) => out.placement = Some(p),
+            Err(e) => out.error = Some(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest chain found on the hosters, with the segments none of them holds.
+#[derive(Clone, Debug, Default)]
+pub struct ChainScan {
+    /// Segments found, in order, each linked to its predecessor when that one was found too.
+    pub metas: Vec<SegmentMeta>,
+    /// (segment, why) for every segment whose metadata could not be had.
+    pub missing: Vec<(u64, String)>,
+}
+
+impl ChainScan {
+    fn next_segment(&self) -> u64 {
+        let found = self.metas.last().map_or(0, |m| m.manifest.segment + 1);
+        let lost = self.missing.last().map_or(0, |(s, _)| s + 1);
+        found.max(lost)
+    }
+
+    fn push(&mut self, meta: SegmentMeta) -> Result<()> {
+        let prev = self
+            .metas
+            .last()
+            .filter(|p| p.manifest.segment + 1 == meta.manifest.segment);
+        if prev.is_some() || meta.manifest.segment == 0 {
+            verify_link(prev.map(|m| &m.manifest), &meta.manifest)?;
+        }
+        self.metas.push(meta);
+        Ok(())
+    }
+
+    /// The block range a missing segment held, as far as its neighbours tell.
+    pub fn missing_blocks(&self, segment: u64) -> (Option<u64>, Option<u64>) {
+        let before = self
+            .metas
+            .iter()
+            .rev()
+            .find(|m| m.manifest.segment < segment)
+            .map(|m| m.manifest.last_number + 1);
+        let after = self
+            .metas
+            .iter()
+            .find(|m| m.manifest.segment > segment)
+            .map(|m| m.manifest.first_number.saturating_sub(1));
+        (before.or(Some(0).filter(|_| segment == 0)), after)
     }
 }
 

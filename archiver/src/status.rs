@@ -37,7 +37,8 @@ pub struct Status {
     pub segments_sealed: u64,
     pub segments_dispersed: u64,
     pub segments_pending: u64,
-    /// (segment, shards placed, shards total)
+    /// (segment, shards placed or found good, shards total): placements with shards missing and
+    /// segments the last repair found short.
     pub under_replicated: Vec<(u64, usize, usize)>,
     pub watermarks: Watermarks,
     pub data_shards: usize,
@@ -61,6 +62,15 @@ impl Archive {
                 }
             }
         }
+        // What the last repair found short although the placement still names a hoster (a
+        // shard that found no new home keeps its entry): status and repair agree.
+        for (s, good, total) in store.short_all()? {
+            match under.iter_mut().find(|(u, _, _)| *u == s) {
+                Some(entry) => entry.1 = entry.1.min(good),
+                None => under.push((s, good, total)),
+            }
+        }
+        under.sort_unstable();
         let mut set = JoinSet::new();
         for (i, h) in self.hosters().all().iter().enumerate() {
             let h = h.clone();

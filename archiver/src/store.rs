@@ -37,6 +37,8 @@ const META_DISPERSED: &[u8] = b"dispersed_next";
 const META_PRUNED: &[u8] = b"pruned";
 const META_VERIFIED: &[u8] = b"verified_next";
 const META_LOCAL_PRUNED: &[u8] = b"local_segments_pruned_below";
+/// `short/` ‖ segment u64 BE → good shards u32 LE ‖ total u32 LE: what the last repair found.
+const META_SHORT_PREFIX: &[u8] = b"short/";
 
 /// Where a block's record sits in the local log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,6 +420,53 @@ impl Store {
         self.get(CF_PLACEMENT, &be(segment))?
             .map(|b| Placement::decode(segment, &b))
             .transpose()
+    }
+
+    /// Records what the last repair found of a segment: `Some((good, total))` while it has fewer
+    /// than all its shards on hosters (whatever its placement still names), `None` once whole.
+    pub fn put_short(
+        &self,
+        batch: &mut Batch,
+        segment: u64,
+        short: Option<(usize, usize)>,
+    ) -> Result<()> {
+        let mut key = META_SHORT_PREFIX.to_vec();
+        key.extend_from_slice(&be(segment));
+        let cf = self.cf(CF_META)?;
+        match short {
+            Some((good, total)) => batch.0.put_cf(
+                cf,
+                key,
+                [(good as u32).to_le_bytes(), (total as u32).to_le_bytes()].concat(),
+            ),
+            None => batch.0.delete_cf(cf, key),
+        }
+        Ok(())
+    }
+
+    /// Every segment the last repair found short: (segment, good shards, total).
+    pub fn short_all(&self) -> Result<Vec<(u64, usize, usize)>> {
+        let cf = self.cf(CF_META)?;
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf,
+            IteratorMode::From(META_SHORT_PREFIX, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(ArchiveError::db(CF_META))?;
+            let Some(seg) = k.strip_prefix(META_SHORT_PREFIX) else {
+                break;
+            };
+            if seg.len() != 8 || v.len() != 8 {
+                return Err(ArchiveError::DbCorrupt {
+                    context: CF_META,
+                    reason: "short-segment record has the wrong length".into(),
+                });
+            }
+            let segment = u64::from_be_bytes(seg.try_into().unwrap_or_default());
+            out.push((segment, u32_at(&v, 0) as usize, u32_at(&v, 4) as usize));
+        }
+        Ok(out)
     }
 
     /// Segments `< dispersed_next` are dispersed (manifest stored and replicated).

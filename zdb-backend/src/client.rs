@@ -1085,7 +1085,8 @@ impl ZdbClient {
         }
     }
 
-    /// Makes sure the namespace exists with the configured password and, if asked, worm mode;
+    /// Makes sure the namespace exists with the configured password (then private) and, if asked,
+    /// worm mode;
     /// idempotent. Creating it (NSNEW) and setting its properties (NSSET) needs admin rights: the
     /// configured admin password, or a hoster without one. An existing namespace only gets the
     /// missing protections added (never removed); at the end the namespace is selected as every
@@ -1114,8 +1115,8 @@ impl ZdbClient {
                 Reply::Error(m) => return Err(self.server_error(m, "NSINFO", None)),
                 other => return Err(self.unexpected("NSINFO", &other)),
             };
-            let (has_password, has_worm) = match &info {
-                Some(i) => (i.password, i.worm),
+            let (has_password, has_worm, is_public) = match &info {
+                Some(i) => (i.password, i.worm, i.public),
                 None => {
                     match self.call_on(&mut conn, &[b"NSNEW", ns], "NSNEW").await? {
                         Reply::Status(_) => {}
@@ -1124,12 +1125,18 @@ impl ZdbClient {
                         Reply::Error(m) => return Err(self.server_error(m, "NSNEW", None)),
                         other => return Err(self.unexpected("NSNEW", &other)),
                     }
-                    (false, false)
+                    // 0-db creates namespaces public.
+                    (false, false, true)
                 }
             };
             let mut settings: Vec<(&[u8], &[u8])> = Vec::new();
             if let (Some(password), false) = (&self.inner.cfg.password, has_password) {
                 settings.push((b"password", password.as_bytes()));
+            }
+            // A password-protected namespace is made private: a public one would still let
+            // anyone read it (0-db serves public namespaces read-only without the password).
+            if self.inner.cfg.password.is_some() && is_public {
+                settings.push((b"public", b"0"));
             }
             if worm && !has_worm {
                 settings.push((b"worm", b"1"));
