@@ -18,6 +18,10 @@ pub struct HosterProcess {
     pub data_dir: PathBuf,
     /// The hoster's challenge identity (hex public key), as it printed it.
     pub public_key: Option<String>,
+    /// The hoster's admin password (handed to it in its environment, never on its command line).
+    pub admin_password: String,
+    /// The archive's namespace password on this hoster (private namespaces).
+    pub namespace_password: String,
     child: Option<Child>,
 }
 
@@ -27,8 +31,8 @@ impl HosterProcess {
             name: self.name.clone(),
             address: self.address.clone(),
             namespace: "poa-archive".into(),
-            password: None,
-            admin_password: None,
+            password: Some(self.namespace_password.clone()),
+            admin_password: Some(self.admin_password.clone()),
             domain: self.domain.clone(),
             public_key: self.public_key.clone(),
             prover: None,
@@ -56,6 +60,7 @@ impl HosterProcess {
         let mut child = Command::new(exe)
             .args(["hoster", "--listen", &self.address, "--data"])
             .arg(&self.data_dir)
+            .env(config_file::ADMIN_PASSWORD_ENV, &self.admin_password)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -99,9 +104,11 @@ pub fn start_hosters(
         let data_dir = dir.join(format!("hoster-{i}"));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("create {}", data_dir.display()))?;
+        let admin_password = crate::secrets::generate_password();
         let mut child = Command::new(exe)
             .args(["hoster", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data_dir)
+            .env(config_file::ADMIN_PASSWORD_ENV, &admin_password)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -127,6 +134,8 @@ pub fn start_hosters(
             public_key,
             domain: format!("site-{}", (b'a' + (i % domains.max(1)) as u8) as char),
             data_dir,
+            admin_password,
+            namespace_password: crate::secrets::generate_password(),
             child: Some(child),
         });
     }

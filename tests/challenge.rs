@@ -234,6 +234,8 @@ async fn hosters_prove_possession_over_the_wire() {
                 "--data",
             ])
             .arg(dir.path().join("prover-4"))
+            // The namespace is private: the sidecar reads it with its password.
+            .env("ARCHIVER_PROVER_PASSWORD", &hosters[4].namespace_password)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap(),

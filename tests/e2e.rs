@@ -170,6 +170,10 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
         .unwrap()
         .to_string();
     std::fs::write(&wrong_cfg, text_cfg.replace(&good_key, &"ab".repeat(32))).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong_cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let o = archiver(
         &wrong_cfg,
         &[
@@ -196,7 +200,11 @@ async fn archive_disperse_kill_two_restore_byte_identical() {
             let res = h
                 .put_meta(&meta_key, b"garbage that is not a manifest record")
                 .await;
-            assert!(res.is_err(), "hoster {} let a manifest be overwritten", h.name());
+            assert!(
+                res.is_err(),
+                "hoster {} let a manifest be overwritten",
+                h.name()
+            );
         }
     }
     let o = archiver(

@@ -1,0 +1,231 @@
+//! Pruned history must not be losable, over real TCP with hoster processes: an anonymous client
+//! can neither read, overwrite nor delete anything of the archive; metadata deleted on the hosters
+//! by their owner is found and re-published by `repair`, after which a restore from the config
+//! alone is byte-identical; a segment that cannot be rebuilt does not stop a restore, which names
+//! it and exits non-zero.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
+use archiver_cli::config_file::{open_archive, ConfigFile};
+use archiver_cli::ingest::ingest_synthetic;
+
+const EXE: &str = env!("CARGO_BIN_EXE_archiver");
+const MIB: u64 = 1024 * 1024;
+const NAMESPACE: &str = "poa-archive";
+
+fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A plain RESP connection, as any client that reaches the port has.
+struct Resp(BufReader<TcpStream>);
+
+impl Resp {
+    fn connect(address: &str) -> Self {
+        Self(BufReader::new(TcpStream::connect(address).unwrap()))
+    }
+
+    /// Sends one command; returns its reply's first line (a status, an error, or a bulk header
+    /// with the bulk's bytes after a newline).
+    fn call(&mut self, args: &[&[u8]]) -> String {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        self.0.get_mut().write_all(&req).unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        if let Some(len) = line
+            .strip_prefix('$')
+            .and_then(|l| l.trim().parse::<usize>().ok())
+        {
+            let mut body = vec![0u8; len + 2];
+            std::io::Read::read_exact(&mut self.0, &mut body).unwrap();
+            line.push_str(&String::from_utf8_lossy(&body[..len]));
+        }
+        line
+    }
+}
+
+/// The owner of a hoster (admin password) deleting keys outside the archiver: worm is lifted
+/// first, as only an admin can.
+fn owner_delete(h: &HosterProcess, namespace: &str, keys: &[Vec<u8>]) {
+    let mut c = Resp::connect(&h.address);
+    assert!(c
+        .call(&[b"AUTH", h.admin_password.as_bytes()])
+        .starts_with("+OK"));
+    let ns = namespace.as_bytes();
+    assert!(c.call(&[b"NSSET", ns, b"worm", b"0"]).starts_with("+OK"));
+    let sel = c.call(&[b"SELECT", ns, h.namespace_password.as_bytes()]);
+    assert!(sel.starts_with("+OK"), "{sel}");
+    for k in keys {
+        c.call(&[b"DEL", k]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosters = start_hosters(Path::new(EXE), &dir.path().join("hosters"), 6, 3).unwrap();
+    let config = write_cluster_config(dir.path(), &hosters, 4, 2, MIB).unwrap();
+    let archive = open_archive(&config).unwrap();
+    assert!(archive.prepare_hosters().await.is_empty());
+    let mut archive = archive;
+    ingest_synthetic(&mut archive, 7, None, Some(6 * MIB), true, true, |_, _| {})
+        .await
+        .unwrap();
+    let segments = archive.store().dispersed_next().unwrap();
+    assert!(segments >= 5, "{segments} segments");
+    let loaded = ConfigFile::load(&config).unwrap();
+    let key = &loaded.key;
+    let shard_key = |segment: u64, shard: usize| {
+        let m = archive.store().manifest(segment).unwrap().unwrap();
+        m.shard_storage_key(key, shard)
+    };
+
+    // 1. A stranger (no password) reaches every port and gets nothing.
+    let some_shard = zdb_backend::large_part_key(&shard_key(0, 0), 0);
+    for h in &hosters {
+        let mut c = Resp::connect(&h.address);
+        for ns in [NAMESPACE.to_string(), format!("{NAMESPACE}-meta")] {
+            let ns = ns.as_bytes();
+            let sel = c.call(&[b"SELECT", ns]);
+            assert!(
+                sel.starts_with('-'),
+                "{}: SELECT without password: {sel}",
+                h.name
+            );
+            let worm = c.call(&[b"NSSET", ns, b"worm", b"0"]);
+            assert!(
+                worm.starts_with('-'),
+                "{}: NSSET by a stranger: {worm}",
+                h.name
+            );
+            let del = c.call(&[b"NSDEL", ns]);
+            assert!(
+                del.starts_with('-'),
+                "{}: NSDEL by a stranger: {del}",
+                h.name
+            );
+            let pw = c.call(&[b"NSSET", ns, b"password", b"mine"]);
+            assert!(pw.starts_with('-'), "{}: NSSET password: {pw}", h.name);
+        }
+        // Still in the default namespace: the archive's keys are not there.
+        let get = c.call(&[b"GET", &some_shard]);
+        assert!(get.starts_with("$-1"), "{}: GET: {get}", h.name);
+        let del = c.call(&[b"DEL", &some_shard]);
+        assert!(del.starts_with('-'), "{}: DEL: {del}", h.name);
+    }
+    let o = archiver(&config, &["verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // 2. The owners delete metadata (segment 0's manifest everywhere, every head record, and the
+    //    placement of segment 1) outside the archiver: a fresh machine cannot restore ...
+    let meta_ns = format!("{NAMESPACE}-meta");
+    let mut gone: Vec<Vec<u8>> = vec![key.manifest_storage_key(0), key.placement_storage_key(1, 0)];
+    gone.extend((0..segments).map(|s| key.head_storage_key(s)));
+    for h in &hosters {
+        owner_delete(h, &meta_ns, &gone);
+    }
+    let before = dir.path().join("before-repair");
+    let o = archiver(&config, &["restore", "--out", before.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // ... `repair` finds every missing record and writes it again ...
+    let o = archiver(&config, &["repair"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = 6 * (segments + 2);
+    assert!(
+        text(&o).contains(&format!("{expected} re-published")),
+        "{}",
+        text(&o)
+    );
+    // ... after which a restore from the config alone is byte-identical.
+    let out = dir.path().join("after-repair");
+    let o = archiver(&config, &["restore", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let local = loaded.archive.data_dir.join("segments");
+    for s in 0..segments {
+        let name = archiver::log::segment_file_name(s);
+        assert_eq!(
+            std::fs::read(out.join("segments").join(&name)).unwrap(),
+            std::fs::read(local.join(&name)).unwrap(),
+            "segment {s}"
+        );
+    }
+
+    // 3. Segment 1 loses m+1 shards: the restore writes every other segment, names segment 1
+    //    and its blocks, and exits non-zero.
+    let placement = archive.store().placement(1).unwrap().unwrap();
+    let manifest = archive.store().manifest(1).unwrap().unwrap();
+    let parts = zdb_backend::large_part_count_with(
+        manifest.shard_bytes,
+        archiver::hosters::SHARD_PART_BYTES,
+    );
+    for shard in 0..3 {
+        let holder = placement.hosters[shard].clone().unwrap();
+        let h = hosters.iter().find(|h| h.name == holder).unwrap();
+        let keys: Vec<Vec<u8>> = (0..parts)
+            .map(|p| zdb_backend::large_part_key(&shard_key(1, shard), p as u16))
+            .collect();
+        owner_delete(h, NAMESPACE, &keys);
+    }
+    let lost_out = dir.path().join("one-lost");
+    let o = archiver(&config, &["restore", "--out", lost_out.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "LOST segment 1 (blocks {}..={})",
+            manifest.first_number, manifest.last_number
+        )),
+        "{t}"
+    );
+    for s in (0..segments).filter(|&s| s != 1) {
+        let name = archiver::log::segment_file_name(s);
+        assert_eq!(
+            std::fs::read(lost_out.join("segments").join(&name)).unwrap(),
+            std::fs::read(local.join(&name)).unwrap(),
+            "segment {s}"
+        );
+    }
+    assert!(!lost_out
+        .join("segments")
+        .join(archiver::log::segment_file_name(1))
+        .exists());
+    // `status` and `repair` agree that segment 1 is short.
+    drop(archive);
+    let o = archiver(&config, &["repair"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("segment 1:"), "{}", text(&o));
+    let o = archiver(&config, &["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let short: Vec<u64> = status["under_replicated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(short, vec![1], "{status}");
+}
