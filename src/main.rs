@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use archiver::RestoreFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -61,12 +61,16 @@ enum Command {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
-        /// Admin password (without it every connection is admin, as in 0-db).
+        /// File holding the admin password (mode 0600 or stricter); or set
+        /// ARCHIVER_HOSTER_ADMIN_PASSWORD. Without one every connection is admin (as in 0-db),
+        /// which is refused unless --listen is a loopback address.
+        #[arg(long, value_name = "PATH")]
+        admin_password_file: Option<PathBuf>,
+        /// UNSAFE: acknowledge writes before they are fsynced. A crash of the machine (not only
+        /// of the process) can then lose acknowledged writes. Default: durable before
+        /// acknowledged, with group commit.
         #[arg(long)]
-        admin: Option<String>,
-        /// fsync every write.
-        #[arg(long)]
-        sync: bool,
+        no_sync: bool,
     },
     /// Append synthetic Substrate blocks and disperse (demos, benchmarks, crash tests; a real chain
     /// is archived by `node` or `follow`).
@@ -227,9 +231,10 @@ enum Command {
         /// The shard namespace in that 0-db.
         #[arg(long, default_value = "poa-archive")]
         namespace: String,
-        /// Namespace password, if it has one.
-        #[arg(long)]
-        password: Option<String>,
+        /// File holding the namespace password, if it has one (mode 0600 or stricter); or set
+        /// ARCHIVER_PROVER_PASSWORD.
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
         /// Where to answer challenges (loopback by default).
         #[arg(long, default_value = "127.0.0.1:9901")]
         listen: std::net::SocketAddr,
@@ -396,9 +401,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Hoster {
             listen,
             data,
-            admin,
-            sync,
-        } => run_hoster(listen, data, admin, sync).await,
+            admin_password_file,
+            no_sync,
+        } => {
+            let admin = secret_from(admin_password_file.as_deref(), HOSTER_ADMIN_PASSWORD_ENV)?;
+            run_hoster(listen, data, admin, !no_sync).await
+        }
         Command::Ingest {
             synthetic,
             seed,
@@ -663,11 +671,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Prover {
             zdb,
             namespace,
-            password,
+            password_file,
             listen,
             data,
         } => {
             use std::io::Write;
+            let password = secret_from(password_file.as_deref(), PROVER_PASSWORD_ENV)?;
             let identity = zdb_backend::prove::load_or_create_identity(&data)
                 .with_context(|| format!("load prover identity in {}", data.display()))?;
             let prover = std::sync::Arc::new(zdb_backend::prove::Prover::with_tree_dir(
@@ -863,6 +872,27 @@ fn print_scrub(r: &archiver::ScrubReport) {
     }
 }
 
+/// Where child processes (and scripts) pass `archiver hoster` its admin password.
+const HOSTER_ADMIN_PASSWORD_ENV: &str = config_file::ADMIN_PASSWORD_ENV;
+/// Where `archiver prover` takes the namespace password when no file is given.
+const PROVER_PASSWORD_ENV: &str = "ARCHIVER_PROVER_PASSWORD";
+
+/// A secret from a 0600 file or an environment variable, never from the command line. Errors
+/// name the file or the variable, never the secret.
+fn secret_from(file: Option<&std::path::Path>, env: &str) -> Result<Option<String>> {
+    let from_env = std::env::var_os(env);
+    match (file, from_env) {
+        (Some(_), Some(_)) => bail!("give the secret either in a file or in {env}, not both"),
+        (Some(path), None) => Ok(Some(zdb_backend::secret::read_secret_file(path)?)),
+        (None, Some(value)) => match value.into_string() {
+            Ok(s) if !s.is_empty() => Ok(Some(s)),
+            Ok(_) => bail!("{env} is set but empty"),
+            Err(_) => bail!("{env} is not UTF-8 text"),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
 async fn run_hoster(
     listen: std::net::SocketAddr,
     data: PathBuf,
@@ -870,14 +900,12 @@ async fn run_hoster(
     sync: bool,
 ) -> Result<()> {
     use std::io::Write;
-    let server = zdb_backend::HosterServer::bind(zdb_backend::HosterServerConfig {
-        listen,
-        data_dir: data.clone(),
-        admin_password: admin,
-        sync,
-    })
-    .await
-    .with_context(|| format!("start hoster on {listen} with data in {}", data.display()))?;
+    let mut cfg = zdb_backend::HosterServerConfig::new(listen, data.clone());
+    cfg.admin_password = admin;
+    cfg.sync = sync;
+    let server = zdb_backend::HosterServer::bind(cfg)
+        .await
+        .with_context(|| format!("start hoster on {listen} with data in {}", data.display()))?;
     archiver_cli::announce(format_args!("listening on {}", server.local_addr()));
     // Challenge identity: goes into the verifier's config (`key=` of the hoster).
     archiver_cli::announce(format_args!(

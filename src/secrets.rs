@@ -7,9 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use zeroize::Zeroizing;
 
-/// Permission bits a secret-holding file may not have: any access by group or others (ssh's rule
-/// for private keys).
-const SECRET_FILE_FORBIDDEN_MODE: u32 = 0o077;
+use zdb_backend::secret::SECRET_FILE_FORBIDDEN_MODE_BITS;
 
 /// Refuses a file that holds secrets when group or others may access it.
 pub fn check_private(path: &Path) -> Result<()> {
@@ -18,7 +16,7 @@ pub fn check_private(path: &Path) -> Result<()> {
         .with_context(|| format!("stat {}", path.display()))?
         .permissions()
         .mode();
-    if mode & SECRET_FILE_FORBIDDEN_MODE != 0 {
+    if mode & SECRET_FILE_FORBIDDEN_MODE_BITS != 0 {
         bail!(
             "{} holds secrets but is accessible by others (mode {:o}); run chmod 600 {}",
             path.display(),
@@ -29,17 +27,11 @@ pub fn check_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a one-line secret (surrounding white space dropped) from a private file.
+/// Reads a one-line secret from a private file (`zdb_backend::secret`'s rules).
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
-    check_private(path)?;
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
-    );
-    let secret = Zeroizing::new(text.trim().to_string());
-    if secret.is_empty() {
-        bail!("{} is empty", path.display());
-    }
-    Ok(secret)
+    Ok(Zeroizing::new(zdb_backend::secret::read_secret_file(
+        path,
+    )?))
 }
 
 /// A fresh random password for a hoster namespace: 128 bits, hex.

@@ -1,6 +1,7 @@
 //! Measures client + embedded hoster throughput on loopback: 8 MiB and 64 KiB SET/GET over a
 //! pool of connections. `cargo run --release -p zdb-backend --example loopback_throughput`;
-//! add `null` to replace the data logs by a sink and measure the protocol path alone.
+//! add `null` to replace the data logs by a sink and measure the protocol path alone, `sync` to
+//! fsync before every acknowledgement (the hoster's default).
 //! Dev-dependency `tempfile` is the only extra; nothing here is used by the library.
 #![allow(clippy::unwrap_used)]
 
@@ -118,12 +119,12 @@ async fn main() {
         Ok(base) => tempfile::tempdir_in(base).unwrap(),
         Err(_) => tempfile::tempdir().unwrap(),
     };
-    let cfg = HosterServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().to_path_buf(),
-        admin_password: None,
-        sync: false,
-    };
+    let mut cfg = HosterServerConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir.path().to_path_buf(),
+    );
+    // Protocol throughput; `archiver bench --hoster-writes` measures the cost of fsync.
+    cfg.sync = std::env::args().any(|a| a == "sync");
     let server = if std::env::args().any(|a| a == "null") {
         let storage = NullStorage(FileStorage::open(dir.path()).unwrap());
         HosterServer::bind_with_storage(cfg, Arc::new(storage))

@@ -63,14 +63,9 @@ async fn start_real(
 }
 
 async fn start_embedded(dir: &std::path::Path, admin: Option<&str>) -> SocketAddr {
-    let server = HosterServer::bind(HosterServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.to_path_buf(),
-        admin_password: admin.map(str::to_owned),
-        sync: false,
-    })
-    .await
-    .unwrap();
+    let mut cfg = HosterServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.to_path_buf());
+    cfg.admin_password = admin.map(str::to_owned);
+    let server = HosterServer::bind(cfg).await.unwrap();
     let addr = server.local_addr();
     tokio::spawn(server.run(std::future::pending()));
     addr

@@ -6,6 +6,7 @@ pub mod client;
 mod join;
 pub mod prove;
 pub mod resp;
+pub mod secret;
 pub mod server;
 
 pub use client::{
@@ -14,5 +15,6 @@ pub use client::{
 };
 pub use resp::{Reply, ARGS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 pub use server::{
-    DataLog, FileStorage, HosterError, HosterServer, HosterServerConfig, HosterStorage,
+    DataLog, FileStorage, HosterError, HosterLimits, HosterServer, HosterServerConfig,
+    HosterStorage,
 };

@@ -250,13 +250,24 @@ pub struct RespReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> RespReader<R> {
+    /// The buffer is allocated on the first read, so a connection that never sends anything
+    /// (an idle one on a busy hoster) costs no buffer.
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            buf: Box::default(),
             pos: 0,
             end: 0,
         }
+    }
+
+    /// Waits until at least one unconsumed byte is buffered; `Ok(0)` at end of stream. Lets a
+    /// server time the wait for a request (idle) apart from its arrival (read timeout).
+    pub async fn wait_for_data(&mut self) -> Result<usize, RespError> {
+        if self.buffered() > 0 {
+            return Ok(self.buffered());
+        }
+        self.fill().await
     }
 
     /// Bytes received but not consumed yet (a pipelining peer has more requests waiting).
@@ -270,6 +281,9 @@ impl<R: AsyncRead + Unpin> RespReader<R> {
 
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     async fn fill(&mut self) -> Result<usize, RespError> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_BUFFER_BYTES].into_boxed_slice();
+        }
         if self.pos == self.end {
             self.pos = 0;
             self.end = 0;

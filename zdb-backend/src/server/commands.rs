@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sha1::Digest as _;
 
 use super::format::{decode_cursor, encode_cursor, NsProps, CURSOR_BYTES, NAMESPACE_BYTES_MAX};
-use super::namespace::{Namespace, Refusal, SetOutcome};
+use super::namespace::{Loc, Namespace, Refusal, SetOutcome};
 use super::{Out, Session, Shared, DEFAULT_NAMESPACE};
 use crate::resp::KEY_BYTES_MAX;
 
@@ -25,6 +25,9 @@ const SELECT_PASSWORD_BYTES_MAX: usize = 255;
 /// Longest NSSET property name and value (0-db's `COMMAND_MAXLEN` and 63-byte value limit).
 const NSSET_PROPERTY_BYTES_MAX: usize = 256;
 const NSSET_VALUE_BYTES_MAX: usize = 63;
+
+/// Most bytes of RESP framing around one bulk value: `$8388608\r\n` and the closing `\r\n`.
+const BULK_FRAMING_BYTES: u64 = 16;
 
 /// Length of a SHA-1 hex proof.
 const SHA1_HEX_BYTES: usize = 40;
@@ -201,7 +204,7 @@ pub(crate) async fn dispatch(
         Cmd::Auth => auth(shared, session, &args),
         Cmd::Set => set(shared, session, args).await,
         Cmd::Get => get(session, &args).await,
-        Cmd::Mget => mget(session, &args).await,
+        Cmd::Mget => mget(shared, session, &args).await,
         Cmd::Del => del(shared, session, &args).await,
         Cmd::Exists => exists(session, &args),
         Cmd::Check => check(session, &args).await,
@@ -435,7 +438,7 @@ async fn get(session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
     Ok(read_one(&session.ns, key).await)
 }
 
-async fn mget(session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
+async fn mget(shared: &Shared, session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
     if args.len() < 2 {
         return Err(err("Invalid arguments"));
     }
@@ -443,11 +446,41 @@ async fn mget(session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
         return Err(err("Invalid key"));
     }
     session.ns.readable().map_err(refused)?;
-    let mut items = Vec::with_capacity(args.len() - 1);
-    for key in &args[1..] {
-        items.push(read_one(&session.ns, key).await);
+    let locs: Vec<Option<Loc>> = args[1..].iter().map(|k| session.ns.lookup(k)).collect();
+    // Sized before anything is read: a reply over the cap (value bytes) is refused unbuilt.
+    let value_bytes: u64 = locs
+        .iter()
+        .map(|loc| loc.map_or(0, |l| u64::from(l.value_len)))
+        .sum();
+    if value_bytes > shared.limits.reply_bytes_max as u64 {
+        return Err(err(super::ERR_REPLY_TOO_LARGE));
     }
-    Ok(Out::Array(items))
+    let framing = (locs.len() as u64 + 1) * BULK_FRAMING_BYTES;
+    let ns = Arc::clone(&session.ns);
+    blocking(move || {
+        let mut out = Vec::with_capacity((value_bytes + framing) as usize);
+        super::push_header(&mut out, b'*', locs.len() as u64);
+        for loc in locs {
+            let Some(loc) = loc else {
+                out.extend_from_slice(b"$-1\r\n");
+                continue;
+            };
+            let mark = out.len();
+            super::push_header(&mut out, b'$', u64::from(loc.value_len));
+            let start = out.len();
+            out.resize(start + loc.value_len as usize, 0);
+            match ns.read_value_into(&loc, &mut out[start..]) {
+                Ok(()) => out.extend_from_slice(b"\r\n"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read payload");
+                    out.truncate(mark);
+                    out.extend_from_slice(b"-Internal Error\r\n");
+                }
+            }
+        }
+        Out::Encoded(out)
+    })
+    .await
 }
 
 async fn del(shared: &Shared, session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
@@ -549,13 +582,14 @@ fn info(shared: &Shared) -> Out {
         s,
         "# server\nserver_name: 0-db (zdb)\nserver_revision: zdb-backend embedded hoster {}\n\
          engine_revision: zdb-backend {}\nboot_time: {boot}\nuptime: {uptime}\n\n\
-         # clients\nclients_lifetime: {}\n\n\
+         # clients\nclients_lifetime: {}\nclients_refused: {}\n\n\
          # internals\nsequential_key_size: 4\n\n\
          # stats\ncommands_executed: {}\ncommands_failed: {}\ncommands_unauthorized: {}\n\
          network_rx_bytes: {}\nnetwork_tx_bytes: {}\n",
         env!("CARGO_PKG_VERSION"),
         env!("CARGO_PKG_VERSION"),
         stats.clients.load(Ordering::Relaxed),
+        stats.refused.load(Ordering::Relaxed),
         stats.commands.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed),
         stats.unauthorized.load(Ordering::Relaxed),
@@ -697,7 +731,7 @@ fn nsinfo(shared: &Shared, session: &Session, args: &[Vec<u8>]) -> Result<Out, O
          data_size_bytes: {}\ndata_size_mb: {:.2}\ndata_limits_bytes: {}\n\
          index_size_bytes: {}\nindex_size_kb: {:.2}\nnext_internal_id: 0x00000000\nmode: userkey\n\
          stats_index_io_errors: 0\nstats_index_io_error_last: 0\nstats_index_faults: 0\n\
-         stats_data_io_errors: 0\nstats_data_io_error_last: 0\nstats_data_faults: 0\n",
+         stats_data_io_errors: 0\nstats_data_io_error_last: 0\nstats_data_faults: {}\n",
         String::from_utf8_lossy(ns.name()),
         st.entries,
         yes_no(st.props.public),
@@ -709,6 +743,7 @@ fn nsinfo(shared: &Shared, session: &Session, args: &[Vec<u8>]) -> Result<Out, O
         st.props.maxsize_bytes,
         index_bytes,
         index_bytes as f64 / 1024.0,
+        st.damaged_entries,
     );
     if st.props.maxsize_bytes > 0 {
         let available = st.props.maxsize_bytes.saturating_sub(st.live_value_bytes);

@@ -32,6 +32,10 @@ pub const DEFAULT_NAMESPACE: &[u8] = b"default";
 /// of being copied into the connection's reply buffer.
 const INLINE_REPLY_BYTES_MAX: usize = 16 * 1024;
 
+/// Capacity a connection's reply buffer keeps between requests; a larger one (after a SCAN or a
+/// pipelined burst) is given back, so idle connections hold little.
+const REPLY_BUFFER_KEPT_BYTES: usize = 64 * 1024;
+
 /// After `-Payload too big` the server stops reading requests; it keeps draining what the client
 /// is still sending for at most this long before closing, so the client sees the error reply
 /// instead of a connection reset (0-db closes at once; draining only makes our error reliable).
@@ -43,16 +47,99 @@ const LINGER_BYTES_MAX: u64 = 4 * VALUE_BYTES_MAX as u64;
 /// Back-off after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF_MS: u64 = 50;
 
+/// Connections served at once; one more is accepted and closed at once (not queued). Each
+/// costs a 64 KiB read buffer once it has sent a byte, plus one request (≤ 9 MiB) and one reply
+/// (≤ `reply_bytes_max`) while a command runs; 0-db itself allows about as many (its fd limit).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+
+/// A connection waiting this long for its next request is closed: pooled clients keep idle
+/// connections, and one that vanished without a FIN would otherwise hold a slot for ever. The
+/// client retries a request once on a fresh connection when a reused one turns out closed.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+
+/// A request whose first byte arrived must be complete within this: 8 MiB at 1 MB/s takes
+/// 8 s; a peer trickling bytes slower than that holds a slot and a buffer for nothing.
+pub const READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// A reply must be taken by the client within this (an 8 MiB value at 1 MB/s takes 8 s): a
+/// client that stops reading would otherwise hold its reply in memory for ever.
+pub const WRITE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// Most value bytes in one reply (MGET; GET returns one value of ≤ 8 MiB, a SCAN batch is
+/// ≤ 1,024 keys): four 8 MiB values. Our client never asks more than one value at a time and accepts at most 64 MiB
+/// (`resp::REPLY_BYTES_MAX`); without a cap one MGET of 1,023 keys naming an 8 MiB value would
+/// build 8 GiB. A larger MGET is answered `-Reply too large` (`ERR_REPLY_TOO_LARGE`).
+pub const REPLY_BYTES_MAX_DEFAULT: usize = 4 * VALUE_BYTES_MAX;
+
+/// The error line of a request whose reply would exceed `reply_bytes_max` (0-db has no such
+/// limit and answers nothing comparable; the client maps it to `ZdbError::Server`).
+pub const ERR_REPLY_TOO_LARGE: &str = "Reply too large";
+
+/// Resource bounds of the embedded hoster (defaults: the `*_DEFAULT` constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HosterLimits {
+    pub connections_max: usize,
+    pub idle_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub reply_bytes_max: usize,
+}
+
+impl Default for HosterLimits {
+    fn default() -> Self {
+        Self {
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
+            read_timeout_ms: READ_TIMEOUT_MS_DEFAULT,
+            write_timeout_ms: WRITE_TIMEOUT_MS_DEFAULT,
+            reply_bytes_max: REPLY_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
 /// How the hoster is started.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HosterServerConfig {
-    /// Where to listen; binding loopback is the caller's choice.
+    /// Where to listen. A non-loopback address needs an admin password (`bind` refuses it
+    /// otherwise).
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// 0-db's `--admin`: without it every connection is admin.
+    /// 0-db's `--admin`: without it every connection is admin (loopback only).
     pub admin_password: Option<String>,
-    /// fsync every write before replying (0-db's `--sync`).
+    /// Durable before acknowledged (the default, `true`): every SET/DEL is fsynced before its
+    /// reply, concurrent writers of a namespace sharing one fsync (group commit). `false` is
+    /// `--no-sync`: acknowledged writes survive a crash of the process but not of the machine.
     pub sync: bool,
+    pub limits: HosterLimits,
+}
+
+impl HosterServerConfig {
+    /// Durable, with the default limits and no admin password.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            admin_password: None,
+            sync: true,
+            limits: HosterLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HosterServerConfig {
+    /// The admin password is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HosterServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("sync", &self.sync)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +158,11 @@ pub enum HosterError {
     },
     #[error("namespace {namespace:?} is damaged: {detail}")]
     Corrupt { namespace: String, detail: String },
+    #[error(
+        "refusing to listen on {addr} without an admin password: every connection would be \
+         admin; set one (--admin-password-file) or listen on loopback"
+    )]
+    OpenNonLoopback { addr: SocketAddr },
 }
 
 #[derive(Default)]
@@ -81,6 +173,8 @@ struct Stats {
     unauthorized: AtomicU64,
     rx_bytes: AtomicU64,
     tx_bytes: AtomicU64,
+    /// Connections closed at accept because `connections_max` were open.
+    refused: AtomicU64,
 }
 
 /// State shared by every connection.
@@ -89,6 +183,7 @@ pub(crate) struct Shared {
     namespaces: RwLock<BTreeMap<Vec<u8>, Arc<Namespace>>>,
     admin_password: Option<Vec<u8>>,
     sync: bool,
+    limits: HosterLimits,
     stats: Stats,
     boot: SystemTime,
     /// Set (under the namespaces write lock) at shutdown: no namespace is created after it.
@@ -140,6 +235,7 @@ fn join_error(e: tokio::task::JoinError) -> HosterError {
 impl HosterServer {
     /// Opens (creating if needed) the data directory, recovers every namespace, and binds.
     pub async fn bind(cfg: HosterServerConfig) -> Result<Self, HosterError> {
+        check_exposure(&cfg)?;
         let dir = cfg.data_dir.clone();
         let identity = crate::prove::load_or_create_identity(&cfg.data_dir).map_err(|source| {
             HosterError::Io {
@@ -168,6 +264,7 @@ impl HosterServer {
         cfg: HosterServerConfig,
         storage: Arc<dyn HosterStorage>,
     ) -> Result<Self, HosterError> {
+        check_exposure(&cfg)?;
         let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random());
         Self::bind_inner(cfg, storage, identity).await
     }
@@ -196,6 +293,7 @@ impl HosterServer {
                 namespaces: RwLock::new(namespaces),
                 admin_password: cfg.admin_password.map(String::into_bytes),
                 sync,
+                limits: cfg.limits,
                 stats: Stats::default(),
                 boot: SystemTime::now(),
                 closed: AtomicBool::new(false),
@@ -219,6 +317,7 @@ impl HosterServer {
     /// progress, so the same directory can be opened again at once.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HosterError> {
         let Self { listener, shared } = self;
+        let slots = Arc::new(tokio::sync::Semaphore::new(shared.limits.connections_max));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -226,12 +325,21 @@ impl HosterServer {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                            // Closed at once rather than queued: the client sees EOF and can
+                            // go elsewhere, and the hoster holds nothing for it.
+                            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "connection refused: connection cap reached");
+                            drop(stream);
+                            continue;
+                        };
                         shared.stats.clients.fetch_add(1, Ordering::Relaxed);
                         let shared = Arc::clone(&shared);
                         connections.spawn(async move {
                             if let Err(e) = serve_connection(shared, stream).await {
                                 tracing::debug!(%peer, error = %e, "connection ended");
                             }
+                            drop(slot);
                         });
                     }
                     Err(e) => {
@@ -260,6 +368,22 @@ impl HosterServer {
         .map_err(join_error)?;
         Ok(())
     }
+}
+
+/// Refuses an open (admin-less) hoster on a non-loopback address; warns about one on loopback,
+/// where it keeps 0-db's behaviour (every connection is admin).
+fn check_exposure(cfg: &HosterServerConfig) -> Result<(), HosterError> {
+    if cfg.admin_password.is_some() {
+        return Ok(());
+    }
+    if !cfg.listen.ip().is_loopback() {
+        return Err(HosterError::OpenNonLoopback { addr: cfg.listen });
+    }
+    tracing::warn!(
+        listen = %cfg.listen,
+        "no admin password: every connection is admin (0-db's behaviour), acceptable on loopback only"
+    );
+    Ok(())
 }
 
 fn open_namespaces(
@@ -299,6 +423,8 @@ pub(crate) enum Out {
     Nil,
     Bulk(Vec<u8>),
     Array(Vec<Out>),
+    /// A reply already in wire format (MGET builds its reply in place, one copy of each value).
+    Encoded(Vec<u8>),
 }
 
 fn push_header(out: &mut Vec<u8>, kind: u8, n: u64) {
@@ -348,6 +474,7 @@ fn encode_out(out: &mut Vec<u8>, reply: &Out) {
                 encode_out(out, item);
             }
         }
+        Out::Encoded(bytes) => out.extend_from_slice(bytes),
     }
 }
 
@@ -361,6 +488,51 @@ pub(crate) struct Session {
     writable: bool,
 }
 
+fn timed_out(what: &str, ms: u64) -> RespError {
+    RespError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} within {ms} ms"),
+    ))
+}
+
+/// Writes `bufs` whole within the write timeout.
+async fn send(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    bufs: &mut (impl bytes::Buf + Send),
+    write_timeout_ms: u64,
+) -> Result<(), RespError> {
+    tokio::time::timeout(
+        Duration::from_millis(write_timeout_ms),
+        writer.write_all_buf(bufs),
+    )
+    .await
+    .map_err(|_| timed_out("reply not taken by the client", write_timeout_ms))??;
+    Ok(())
+}
+
+/// The next request: waits at most the idle timeout for its first byte (`Ok(None)`: the peer
+/// closed, or stayed idle too long) and at most the read timeout for the rest.
+async fn next_request(
+    reader: &mut RespReader<tokio::net::tcp::OwnedReadHalf>,
+    limits: &HosterLimits,
+) -> Result<Option<Vec<Vec<u8>>>, RespError> {
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    match tokio::time::timeout(idle, reader.wait_for_data()).await {
+        Err(_) => {
+            tracing::debug!("idle connection closed");
+            return Ok(None);
+        }
+        Ok(Ok(0)) => return Ok(None),
+        Ok(r) => {
+            r?;
+        }
+    }
+    let read = Duration::from_millis(limits.read_timeout_ms);
+    tokio::time::timeout(read, reader.read_request())
+        .await
+        .map_err(|_| timed_out("request not received", limits.read_timeout_ms))?
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), RespError> {
     stream.set_nodelay(true)?;
     let Some(default_ns) = shared.namespace(DEFAULT_NAMESPACE) else {
@@ -372,18 +544,19 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
         ns: default_ns,
         writable: true,
     };
+    let limits = shared.limits;
     let (read_half, mut writer) = stream.into_split();
     let mut reader = RespReader::new(read_half);
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        let args = match reader.read_request().await {
+        let args = match next_request(&mut reader, &limits).await {
             Ok(Some(args)) => args,
             Ok(None) => return Ok(()),
             Err(e) => {
                 if let Some(message) = e.server_message() {
                     // After the replies still batched for earlier pipelined requests.
                     encode_out(&mut out, &Out::Error(message));
-                    writer.write_all(&out).await?;
+                    send(&mut writer, &mut out.as_slice(), limits.write_timeout_ms).await?;
                     if matches!(e, RespError::PayloadTooBig { .. }) {
                         linger(&mut reader, &mut writer).await;
                     }
@@ -403,25 +576,34 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
                 push_header(&mut out, b'$', value.len() as u64);
                 let mut bufs =
                     bytes::Buf::chain(out.as_slice(), value.as_slice()).chain(&b"\r\n"[..]);
-                writer.write_all_buf(&mut bufs).await?;
+                send(&mut writer, &mut bufs, limits.write_timeout_ms).await?;
                 shared
                     .stats
                     .tx_bytes
                     .fetch_add(value.len() as u64, Ordering::Relaxed);
                 out.clear();
             }
+            Out::Encoded(bytes) if bytes.len() > INLINE_REPLY_BYTES_MAX => {
+                let mut bufs = bytes::Buf::chain(out.as_slice(), bytes.as_slice());
+                send(&mut writer, &mut bufs, limits.write_timeout_ms).await?;
+                shared
+                    .stats
+                    .tx_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                out.clear();
+            }
             reply => encode_out(&mut out, &reply),
         }
         // A client that pipelines gets its replies batched; one that waits gets each at once.
         if reader.buffered() == 0 && !out.is_empty() {
-            writer.write_all(&out).await?;
+            send(&mut writer, &mut out.as_slice(), limits.write_timeout_ms).await?;
             shared
                 .stats
                 .tx_bytes
                 .fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();
-            if out.capacity() > 1024 * 1024 {
-                out.shrink_to(4096);
+            if out.capacity() > REPLY_BUFFER_KEPT_BYTES {
+                out.shrink_to(REPLY_BUFFER_KEPT_BYTES);
             }
         }
     }

@@ -23,12 +23,9 @@ pub struct TestHoster {
 }
 
 pub fn config(dir: &Path, listen: SocketAddr, admin: Option<&str>) -> HosterServerConfig {
-    HosterServerConfig {
-        listen,
-        data_dir: dir.to_path_buf(),
-        admin_password: admin.map(str::to_owned),
-        sync: false,
-    }
+    let mut cfg = HosterServerConfig::new(listen, dir.to_path_buf());
+    cfg.admin_password = admin.map(str::to_owned);
+    cfg
 }
 
 pub fn loopback() -> SocketAddr {
@@ -44,16 +41,16 @@ impl TestHoster {
         let server = HosterServer::bind(config(dir, listen, admin))
             .await
             .unwrap();
-        Self::spawn(server)
+        Self::spawn_server(server)
     }
 
     pub async fn start_with_storage(storage: Arc<dyn HosterStorage>, admin: Option<&str>) -> Self {
         let cfg = config(&PathBuf::from("/nonexistent"), loopback(), admin);
         let server = HosterServer::bind_with_storage(cfg, storage).await.unwrap();
-        Self::spawn(server)
+        Self::spawn_server(server)
     }
 
-    fn spawn(server: HosterServer) -> Self {
+    pub fn spawn_server(server: HosterServer) -> Self {
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
