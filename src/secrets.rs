@@ -29,9 +29,7 @@ pub fn check_private(path: &Path) -> Result<()> {
 
 /// Reads a one-line secret from a private file (`zdb_backend::secret`'s rules).
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
-    Ok(Zeroizing::new(zdb_backend::secret::read_secret_file(
-        path,
-    )?))
+    Ok(Zeroizing::new(zdb_backend::secret::read_secret_file(path)?))
 }
 
 /// A fresh random password for a hoster namespace: 128 bits, hex.

@@ -97,15 +97,16 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
         .unwrap();
     let segments = archive.store().dispersed_next().unwrap();
     assert!(segments >= 5, "{segments} segments");
+    let manifest = archive.store().manifest(1).unwrap().unwrap();
+    let placement = archive.store().placement(1).unwrap().unwrap();
+    let first_manifest = archive.store().manifest(0).unwrap().unwrap();
+    // The CLI commands below open the archive themselves.
+    drop(archive);
     let loaded = ConfigFile::load(&config).unwrap();
     let key = &loaded.key;
-    let shard_key = |segment: u64, shard: usize| {
-        let m = archive.store().manifest(segment).unwrap().unwrap();
-        m.shard_storage_key(key, shard)
-    };
 
     // 1. A stranger (no password) reaches every port and gets nothing.
-    let some_shard = zdb_backend::large_part_key(&shard_key(0, 0), 0);
+    let some_shard = zdb_backend::large_part_key(&first_manifest.shard_storage_key(key, 0), 0);
     for h in &hosters {
         let mut c = Resp::connect(&h.address);
         for ns in [NAMESPACE.to_string(), format!("{NAMESPACE}-meta")] {
@@ -176,8 +177,6 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
 
     // 3. Segment 1 loses m+1 shards: the restore writes every other segment, names segment 1
     //    and its blocks, and exits non-zero.
-    let placement = archive.store().placement(1).unwrap().unwrap();
-    let manifest = archive.store().manifest(1).unwrap().unwrap();
     let parts = zdb_backend::large_part_count_with(
         manifest.shard_bytes,
         archiver::hosters::SHARD_PART_BYTES,
@@ -186,7 +185,7 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
         let holder = placement.hosters[shard].clone().unwrap();
         let h = hosters.iter().find(|h| h.name == holder).unwrap();
         let keys: Vec<Vec<u8>> = (0..parts)
-            .map(|p| zdb_backend::large_part_key(&shard_key(1, shard), p as u16))
+            .map(|p| zdb_backend::large_part_key(&manifest.shard_storage_key(key, shard), p as u16))
             .collect();
         owner_delete(h, NAMESPACE, &keys);
     }
@@ -214,7 +213,6 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
         .join(archiver::log::segment_file_name(1))
         .exists());
     // `status` and `repair` agree that segment 1 is short.
-    drop(archive);
     let o = archiver(&config, &["repair"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("segment 1:"), "{}", text(&o));
