@@ -794,19 +794,18 @@ impl Disperser {
     ) -> Result<(Placement, Vec<(usize, String)>)> {
         let segment = manifest.segment;
         let before = placement.clone();
-        // Read from the shards believed good (the lost ones are excluded from the read).
-        let mut readable = placement.clone();
-        for &i in lost {
-            readable.hosters[i] = None;
-        }
+        // Read every placed shard, the lost ones too: each part is checked against its hash, so
+        // a shard with a few rotten parts still lends its intact ones, and any k intact parts of
+        // each part-stripe rebuild it. k shards' worth is read once, however many are lost.
         let meta = SegmentMeta {
             manifest: manifest.clone(),
-            placement: readable,
+            placement: placement.clone(),
         };
-        let (mut shards, _) = self.inner.remote.fetch_shards(&meta, false).await?;
+        let fetched = self.inner.remote.fetch_parts(&meta, false).await?;
         let rebuilt_manifest = manifest.clone();
         let shards = tokio::task::spawn_blocking(move || -> Result<Vec<Option<Vec<u8>>>> {
-            codec::reconstruct(&rebuilt_manifest, &mut shards, false)?;
+            let (mut shards, damaged) = (fetched.shards, fetched.damaged);
+            codec::reconstruct_parts(&rebuilt_manifest, &mut shards, &damaged, false)?;
             Ok(shards)
         })
         .await

@@ -201,6 +201,8 @@ pub fn encode_segment(
     })
     .map_err(|e| ArchiveError::Codec(format!("reed-solomon encode: {e:?}")))?;
     let shard_roots = shard_roots(&shards)?;
+    let part_bytes = crate::hosters::SHARD_PART_BYTES;
+    let part_hashes = part_hashes(&shards, part_bytes)?;
     let manifest = Manifest {
         segment: id.segment,
         data_shards: k as u8,
@@ -221,6 +223,8 @@ pub fn encode_segment(
         shard_bytes: shard_bytes as u64,
         prev_manifest_hash: [0; 32],
         shard_roots,
+        part_bytes: part_bytes as u32,
+        part_hashes,
     };
     Ok(EncodedSegment { manifest, shards })
 }
@@ -238,6 +242,114 @@ fn shard_roots(shards: &[Vec<u8>]) -> Result<Vec<[u8; 32]>> {
         roots.append(&mut second);
         Ok(roots)
     })
+}
+
+/// BLAKE3 of every stored part of every shard, shard-major, on both cores.
+fn part_hashes(shards: &[Vec<u8>], part_bytes: usize) -> Result<Vec<[u8; 32]>> {
+    let hash_all = |group: &[Vec<u8>]| -> Vec<[u8; 32]> {
+        group
+            .iter()
+            .flat_map(|s| s.chunks(part_bytes).map(|p| *blake3::hash(p).as_bytes()))
+            .collect()
+    };
+    let half = shards.len().div_ceil(2);
+    let (a, b) = shards.split_at(half);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| hash_all(a));
+        let mut second = hash_all(b);
+        let mut hashes = first
+            .join()
+            .map_err(|_| ArchiveError::Task("part hashing thread panicked".into()))?;
+        hashes.append(&mut second);
+        Ok(hashes)
+    })
+}
+
+/// Byte range of part `p` in a shard.
+fn part_range(manifest: &Manifest, p: usize) -> std::ops::Range<usize> {
+    let part = manifest.part_bytes as usize;
+    let start = p * part;
+    start..(start + part).min(manifest.shard_bytes as usize)
+}
+
+/// The parts of shard `i` that do not match their hashes (all of them for a wrong length), in
+/// order. `skip` parts are known unreadable already and counted as damaged without hashing.
+pub fn damaged_parts(manifest: &Manifest, i: usize, shard: &[u8], skip: &[usize]) -> Vec<usize> {
+    let parts = manifest.parts_per_shard();
+    if shard.len() as u64 != manifest.shard_bytes {
+        return (0..parts).collect();
+    }
+    (0..parts)
+        .filter(|&p| {
+            skip.contains(&p)
+                || manifest.part_hash(i, p)
+                    != Some(blake3::hash(&shard[part_range(manifest, p)]).as_bytes())
+        })
+        .collect()
+}
+
+/// Rebuilds, part-stripe by part-stripe, every part that is missing or damaged: `shards[i]` is
+/// `None` for a shard not had at all, `damaged[i]` lists the bad parts of a shard that was read.
+/// Each part-stripe needs any k intact parts, so damage spread over every shard is survived as
+/// long as no stripe lost more than m. With `data_only`, parity is not rebuilt.
+pub fn reconstruct_parts(
+    manifest: &Manifest,
+    shards: &mut [Option<Vec<u8>>],
+    damaged: &[Vec<usize>],
+    data_only: bool,
+) -> Result<()> {
+    if damaged.iter().all(Vec::is_empty) {
+        return reconstruct(manifest, shards, data_only);
+    }
+    let k = manifest.data_shards as usize;
+    let n = manifest.shards_total();
+    let codec = rs(k, n - k)?;
+    let shard_bytes = manifest.shard_bytes as usize;
+    // Shards not had at all, fixed before the first stripe fills them in.
+    let absent: Vec<bool> = shards.iter().map(Option::is_none).collect();
+    for p in 0..manifest.parts_per_shard() {
+        let range = part_range(manifest, p);
+        let bad = |i: usize| absent[i] || damaged.get(i).is_some_and(|d| d.contains(&p));
+        let rebuild: Vec<usize> = (0..n)
+            .filter(|&i| bad(i) && (!data_only || i < k))
+            .collect();
+        if rebuild.is_empty() {
+            continue;
+        }
+        let mut row: Vec<Option<Vec<u8>>> = (0..n)
+            .map(|i| match &shards[i] {
+                Some(s) if !bad(i) => Some(s[range.clone()].to_vec()),
+                _ => None,
+            })
+            .collect();
+        // Stays None for parity not rebuilt (data only): never read below.
+        let good = row.iter().filter(|r| r.is_some()).count();
+        if good < k {
+            return Err(ArchiveError::NotEnoughShards {
+                segment: manifest.segment,
+                available: good,
+                needed: k,
+                detail: format!("part-stripe {p}"),
+            });
+        }
+        let res = if data_only {
+            codec.reconstruct_data(&mut row)
+        } else {
+            codec.reconstruct(&mut row)
+        };
+        res.map_err(|e| {
+            ArchiveError::Codec(format!(
+                "segment {} part-stripe {p}: reconstruct: {e:?}",
+                manifest.segment
+            ))
+        })?;
+        for i in rebuild {
+            let part = row[i].take().unwrap_or_default();
+            let shard = shards[i].get_or_insert_with(|| vec![0; shard_bytes]);
+            shard[range.clone()].copy_from_slice(&part);
+        }
+    }
+    Ok(())
 }
 
 /// Does this shard's content match the manifest's root for index `i`?
@@ -398,6 +510,51 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    /// Every shard damaged in a different part (and one shard missing altogether): each
+    /// part-stripe keeps k intact parts, so every shard is rebuilt exactly.
+    #[test]
+    fn part_stripes_rebuild_damage_spread_over_every_shard() {
+        let key = MasterKey::from_bytes([3; 32]);
+        let plain = data(PIECE_BYTES as usize * 9 + 333);
+        let id = identity(&plain);
+        let enc = encode_segment(&key, &id, 4, 2, &mut plain.as_slice(), Vec::new()).unwrap();
+        let m = &enc.manifest;
+        let parts = m.parts_per_shard();
+        assert!(parts >= 6, "{parts}");
+        for data_only in [true, false] {
+            let mut shards: Vec<Option<Vec<u8>>> = enc.shards.iter().cloned().map(Some).collect();
+            let mut damaged = vec![Vec::new(); 6];
+            for (i, shard) in shards.iter_mut().enumerate().take(5) {
+                let s = shard.as_mut().unwrap();
+                s[i * m.part_bytes as usize + 7] ^= 0x40;
+                damaged[i] = damaged_parts(m, i, s, &[]);
+                assert_eq!(damaged[i], vec![i]);
+            }
+            shards[5] = None;
+            reconstruct_parts(m, &mut shards, &damaged, data_only).unwrap();
+            for (i, s) in shards.iter().enumerate() {
+                if data_only && i >= 4 {
+                    continue;
+                }
+                assert_eq!(
+                    s.as_ref(),
+                    Some(&enc.shards[i]),
+                    "shard {i} data_only {data_only}"
+                );
+            }
+        }
+        // Two damaged parts in one stripe plus a missing shard: m + 1 lost, a clear error.
+        let mut shards: Vec<Option<Vec<u8>>> = enc.shards.iter().cloned().map(Some).collect();
+        shards[5] = None;
+        let mut damaged = vec![Vec::new(); 6];
+        damaged[0] = vec![2];
+        damaged[1] = vec![2];
+        assert!(matches!(
+            reconstruct_parts(m, &mut shards, &damaged, true),
+            Err(ArchiveError::NotEnoughShards { .. })
+        ));
     }
 
     #[test]

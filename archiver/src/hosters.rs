@@ -45,6 +45,18 @@ pub trait ShardHost: Send + Sync + std::fmt::Debug {
     async fn prepare(&self) -> HostResult<()>;
     async fn put_shard(&self, key: &[u8], data: &[u8]) -> HostResult<()>;
     async fn get_shard(&self, key: &[u8], len: u64) -> HostResult<Option<Vec<u8>>>;
+    /// Reads a shard part by part (`SHARD_PART_BYTES`): the bytes, with the indices of parts
+    /// that could not be read (left zero). `None` when no part is there.
+    async fn get_shard_parts(
+        &self,
+        key: &[u8],
+        len: u64,
+    ) -> HostResult<Option<(Vec<u8>, Vec<usize>)>> {
+        Ok(self
+            .get_shard(key, len)
+            .await?
+            .map(|bytes| (bytes, Vec::new())))
+    }
     /// Is the whole shard stored (every part present with the right length)? Reads no payload.
     async fn has_shard(&self, key: &[u8], len: u64) -> HostResult<bool>;
     async fn put_meta(&self, key: &[u8], data: &[u8]) -> HostResult<()>;
@@ -132,6 +144,16 @@ impl ShardHost for ZdbHost {
         Ok(self
             .shards
             .get_large_with(key, len, SHARD_PART_BYTES)
+            .await?)
+    }
+    async fn get_shard_parts(
+        &self,
+        key: &[u8],
+        len: u64,
+    ) -> HostResult<Option<(Vec<u8>, Vec<usize>)>> {
+        Ok(self
+            .shards
+            .get_large_parts_with(key, len, SHARD_PART_BYTES)
             .await?)
     }
     async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {

@@ -13,7 +13,10 @@ use crate::record::{hash_at, u16_at, u32_at, u64_at};
 pub const MANIFEST_MAGIC: [u8; 4] = *b"PAMF";
 /// 2: segment keys and shard names bind every encoding parameter (`keys::EncodingParams`).
 pub const MANIFEST_VERSION: u16 = 2;
-pub const MANIFEST_FIXED_BYTES: usize = 232;
+/// The fixed part; the shard roots (32 · n) and the part hashes (32 · n · parts per shard) follow.
+pub const MANIFEST_FIXED_BYTES: usize = 240;
+/// Parts per shard a manifest may describe: hosters name parts with a u16 index.
+pub const PARTS_PER_SHARD_MAX: u64 = 1 << 16;
 pub const PLACEMENT_MAGIC: [u8; 4] = *b"PAPL";
 pub const PLACEMENT_VERSION: u16 = 1;
 pub const PLACEMENT_FIXED_BYTES: usize = 24;
@@ -63,6 +66,12 @@ pub struct Manifest {
     pub prev_manifest_hash: [u8; 32],
     /// Merkle root of each shard's chunk tree, data shards first.
     pub shard_roots: Vec<[u8; 32]>,
+    /// Bytes of one stored part of a shard (the unit hosters store and return).
+    pub part_bytes: u32,
+    /// BLAKE3 of every part of every shard, shard-major (`parts_per_shard` per shard): a damaged
+    /// part is found and replaced on its own, so rot spread over every shard is survived as long
+    /// as no part-stripe loses more than m parts.
+    pub part_hashes: Vec<[u8; 32]>,
 }
 
 impl Manifest {
@@ -95,6 +104,20 @@ impl Manifest {
         self.data_shards as usize + self.parity_shards as usize
     }
 
+    /// Parts each shard is stored in.
+    pub fn parts_per_shard(&self) -> usize {
+        parts_per_shard(self.shard_bytes, self.part_bytes) as usize
+    }
+
+    /// The expected hash of part `part` of shard `shard`.
+    pub fn part_hash(&self, shard: usize, part: usize) -> Option<&[u8; 32]> {
+        self.part_hashes.get(
+            shard
+                .checked_mul(self.parts_per_shard())?
+                .checked_add(part)?,
+        )
+    }
+
     pub fn block_count(&self) -> u64 {
         self.last_number - self.first_number + 1
     }
@@ -122,8 +145,13 @@ impl Manifest {
         out.extend_from_slice(&self.shard_bytes.to_le_bytes());
         out.extend_from_slice(&self.prev_manifest_hash);
         out.extend_from_slice(&self.payload_bytes.to_le_bytes());
+        out.extend_from_slice(&self.part_bytes.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
         for root in &self.shard_roots {
             out.extend_from_slice(root);
+        }
+        for hash in &self.part_hashes {
+            out.extend_from_slice(hash);
         }
         out
     }
@@ -164,16 +192,24 @@ impl Manifest {
         if k == 0 || m == 0 {
             return Err(bad(format!("invalid shard counts {k}+{m}")));
         }
-        if b.len() != MANIFEST_FIXED_BYTES + 32 * n {
+        let part_bytes = u32_at(b, 232);
+        let parts = parts_per_shard(u64_at(b, 184), part_bytes);
+        if part_bytes == 0 || parts > PARTS_PER_SHARD_MAX {
             return Err(bad(format!(
-                "{} bytes, expected {} for {k}+{m} shards",
-                b.len(),
-                MANIFEST_FIXED_BYTES + 32 * n
+                "part size {part_bytes} gives {parts} parts per shard"
             )));
         }
-        if b[170..172] != [0, 0] {
+        let expected = MANIFEST_FIXED_BYTES + 32 * n * (1 + parts as usize);
+        if b.len() != expected {
+            return Err(bad(format!(
+                "{} bytes, expected {expected} for {k}+{m} shards of {parts} parts",
+                b.len()
+            )));
+        }
+        if b[170..172] != [0, 0] || b[236..240] != [0; 4] {
             return Err(bad("reserved bytes are not zero".into()));
         }
+        let hashes_at = MANIFEST_FIXED_BYTES + 32 * n;
         let manifest = Self {
             data_shards: k,
             parity_shards: m,
@@ -195,6 +231,10 @@ impl Manifest {
             prev_manifest_hash: hash_at(b, 192),
             shard_roots: (0..n)
                 .map(|i| hash_at(b, MANIFEST_FIXED_BYTES + 32 * i))
+                .collect(),
+            part_bytes,
+            part_hashes: (0..n * parts as usize)
+                .map(|i| hash_at(b, hashes_at + 32 * i))
                 .collect(),
         };
         if manifest.segment != segment {
@@ -219,6 +259,9 @@ impl Manifest {
         if self.chunk_bytes == 0 || !self.piece_bytes.is_multiple_of(self.chunk_bytes) {
             return Err("piece size is not a multiple of the chunk size".into());
         }
+        if !self.part_bytes.is_multiple_of(self.chunk_bytes) {
+            return Err("part size is not a multiple of the chunk size".into());
+        }
         match self.compression {
             COMPRESSION_NONE if self.payload_bytes != self.segment_bytes => {
                 return Err("payload size differs from the segment size without compression".into())
@@ -233,6 +276,11 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Parts a shard of `shard_bytes` is stored in (at least one, as hosters store empty values too).
+pub fn parts_per_shard(shard_bytes: u64, part_bytes: u32) -> u64 {
+    shard_bytes.div_ceil(u64::from(part_bytes.max(1))).max(1)
 }
 
 /// Number of AEAD frames a segment of `segment_bytes` is cut into (at least one).
@@ -506,6 +554,8 @@ pub(crate) mod tests {
             shard_bytes: 1024,
             prev_manifest_hash: [5; 32],
             shard_roots: vec![[6; 32], [7; 32], [8; 32]],
+            part_bytes: 1024,
+            part_hashes: vec![[9; 32], [10; 32], [11; 32]],
         }
     }
 
@@ -513,7 +563,7 @@ pub(crate) mod tests {
     fn manifest_round_trip_and_garbling() {
         let m = sample();
         let bytes = m.encode();
-        assert_eq!(bytes.len(), MANIFEST_FIXED_BYTES + 96);
+        assert_eq!(bytes.len(), MANIFEST_FIXED_BYTES + 96 + 96);
         assert_eq!(Manifest::decode(3, &bytes).unwrap(), m);
         assert!(Manifest::decode(4, &bytes).is_err());
         for cut in 0..bytes.len() {
@@ -583,5 +633,5 @@ pub(crate) mod tests {
     }
 
     const SPEC_SAMPLE_MANIFEST_HASH: &str =
-        "7f2e6b0103ee26da7f9212a588356a5a2266f7b1eab9b426bad9099e145aa03f";
+        "efb6e755a95b2b3f2b3bd57fcdb40bd17c12de44e3de78efa1012f29b83364f2";
 }

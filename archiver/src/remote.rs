@@ -223,16 +223,22 @@ impl RemoteArchive {
 
     /// Reads, verifies and decodes one segment, returning its plaintext. Reads data shards
     /// first (no decoding needed) from hosters not known to be down, all in parallel; a shard that
-    /// is missing, fails, or fails its Merkle root is replaced by the next candidate.
+    /// is missing or fails is replaced by the next candidate, and a shard with damaged parts
+    /// still gives its intact ones: each part-stripe is rebuilt from any k intact parts.
     pub async fn read_segment(&self, meta: &SegmentMeta) -> Result<(Vec<u8>, ReadReport)> {
-        let (shards, report) = self.fetch_shards(meta, false).await?;
+        let fetched = self.fetch_parts(meta, false).await?;
         let manifest = meta.manifest.clone();
         let key = self.key.clone();
         let k = manifest.data_shards as usize;
-        let mut shards = shards;
+        let FetchedParts {
+            mut shards,
+            damaged,
+            report,
+        } = fetched;
         let plaintext = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-            if shards[..k].iter().any(Option::is_none) {
-                codec::reconstruct(&manifest, &mut shards, true)?;
+            let partial = damaged[..k].iter().any(|d| !d.is_empty());
+            if partial || shards[..k].iter().any(Option::is_none) {
+                codec::reconstruct_parts(&manifest, &mut shards, &damaged, true)?;
             }
             let mut data: Vec<Vec<u8>> = shards
                 .into_iter()
@@ -247,66 +253,63 @@ impl RemoteArchive {
     }
 
     /// Fetches verified shards: at least k (`all` = false) or every obtainable one (`all` = true).
+    /// A shard read with damaged parts has them rebuilt from the other shards' parts, so every
+    /// `Some` is a whole shard matching its root.
     pub async fn fetch_shards(
         &self,
         meta: &SegmentMeta,
         all: bool,
     ) -> Result<(Vec<Option<Vec<u8>>>, ReadReport)> {
-        let m = &meta.manifest;
-        let n = m.shards_total();
-        let k = m.data_shards as usize;
-        let want = if all { n } else { k };
-        // Candidates: data shards first, then parity; shards on hosters known to be down last.
-        let mut candidates: Vec<(usize, Arc<dyn ShardHost>)> = Vec::new();
-        let mut report = ReadReport::default();
-        for i in 0..n {
-            match meta.placement.hosters.get(i).cloned().flatten() {
-                Some(name) => match self.hosters.get(&name) {
-                    Some(h) => candidates.push((i, h.clone())),
-                    None => report
-                        .failures
-                        .push((i, name, "hoster not in the config".into())),
-                },
-                None => {
-                    report
-                        .failures
-                        .push((i, "-".into(), "not placed (under-replicated)".into()))
+        let FetchedParts {
+            mut shards,
+            damaged,
+            report,
+        } = self.fetch_parts(meta, all).await?;
+        if damaged.iter().all(Vec::is_empty) {
+            return Ok((shards, report));
+        }
+        let manifest = meta.manifest.clone();
+        let shards = tokio::task::spawn_blocking(move || -> Result<Vec<Option<Vec<u8>>>> {
+            let read: Vec<bool> = shards.iter().map(Option::is_some).collect();
+            codec::reconstruct_parts(&manifest, &mut shards, &damaged, false)?;
+            for (i, s) in shards.iter_mut().enumerate() {
+                let whole = s
+                    .as_ref()
+                    .is_some_and(|s| codec::shard_matches(&manifest, i, s));
+                if !read[i] || !whole {
+                    *s = None;
                 }
             }
-        }
+            Ok(shards)
+        })
+        .await
+        .map_err(|e| ArchiveError::Task(e.to_string()))??;
+        Ok((shards, report))
+    }
+
+    /// Fetches shards until every part-stripe has k intact parts (`all` = false) or every
+    /// obtainable shard was read (`all` = true). A shard failing its root is checked part by part
+    /// against the manifest's part hashes and kept with its damaged parts listed.
+    pub async fn fetch_parts(&self, meta: &SegmentMeta, all: bool) -> Result<FetchedParts> {
+        let m = &meta.manifest;
+        let (n, k, parts) = (
+            m.shards_total(),
+            m.data_shards as usize,
+            m.parts_per_shard(),
+        );
+        let (mut candidates, mut report) = self.candidates(meta);
         candidates.sort_by_key(|(i, h)| (h.is_down(), *i));
-        let mut next = 0usize;
-        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
-        let mut good = 0usize;
-        let mut set = JoinSet::new();
-        let launch = |set: &mut JoinSet<_>, i: usize, h: Arc<dyn ShardHost>| {
-            let key = m.shard_storage_key(&self.key, i);
-            let manifest = m.clone();
-            set.spawn(async move {
-                let res = timed(h.get_shard(&key, manifest.shard_bytes)).await;
-                let verdict = match res {
-                    Ok(Some(bytes)) => {
-                        // Hash off the async workers: an 8 MiB shard is milliseconds of CPU.
-                        let checked = tokio::task::spawn_blocking(move || {
-                            let ok = codec::shard_matches(&manifest, i, &bytes);
-                            (ok, bytes)
-                        })
-                        .await;
-                        match checked {
-                            Ok((true, bytes)) => Ok(bytes),
-                            Ok((false, _)) => Err("fails its Merkle checksum".to_string()),
-                            Err(e) => Err(format!("verification task: {e}")),
-                        }
-                    }
-                    Ok(None) => Err("missing".to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                (i, h.name().to_string(), verdict)
-            });
+        let mut fetched = FetchedParts {
+            shards: vec![None; n],
+            damaged: vec![Vec::new(); n],
+            report: ReadReport::default(),
         };
-        while next < candidates.len() && set.len() < want {
-            let (i, h) = candidates[next].clone();
-            launch(&mut set, i, h);
+        let mut coverage = vec![0usize; parts];
+        let covered = |c: &[usize]| c.iter().all(|&c| c >= k);
+        let mut next = 0usize;
+        let mut set = JoinSet::new();
+        while next < candidates.len() && set.len() < if all { n } else { k } {
+            spawn_fetch(&mut set, &self.key, m, candidates[next].clone());
             next += 1;
         }
         loop {
@@ -321,41 +324,51 @@ impl RemoteArchive {
                 Err(_) => {
                     // Slow or hung hoster: hedge with the next candidate, keep the slow read.
                     if next < candidates.len() {
-                        let (i, h) = candidates[next].clone();
-                        tracing::debug!(
-                            segment = m.segment,
-                            shard = i,
-                            "hedging a slow shard read"
-                        );
-                        launch(&mut set, i, h);
+                        tracing::debug!(segment = m.segment, "hedging a slow shard read");
+                        spawn_fetch(&mut set, &self.key, m, candidates[next].clone());
                         next += 1;
                     }
                     continue;
                 }
             };
             let (i, hoster, verdict) = res.map_err(|e| ArchiveError::Task(e.to_string()))?;
-            match verdict {
-                Ok(bytes) => {
-                    shards[i] = Some(bytes);
-                    good += 1;
+            let whole = match verdict {
+                Ok((bytes, damaged)) => {
+                    for (p, c) in coverage.iter_mut().enumerate() {
+                        *c += usize::from(!damaged.contains(&p));
+                    }
+                    if !damaged.is_empty() {
+                        report.failures.push((
+                            i,
+                            hoster,
+                            format!(
+                                "{} of {parts} parts damaged; the others used",
+                                damaged.len()
+                            ),
+                        ));
+                    }
                     report.shards_read += 1;
+                    let whole = damaged.is_empty();
+                    fetched.shards[i] = Some(bytes);
+                    fetched.damaged[i] = damaged;
+                    whole
                 }
                 Err(reason) => {
                     tracing::warn!(segment = m.segment, shard = i, %hoster, %reason, "shard unusable");
                     report.failures.push((i, hoster, reason));
-                    if next < candidates.len() {
-                        let (i, h) = candidates[next].clone();
-                        launch(&mut set, i, h);
-                        next += 1;
-                    }
+                    false
                 }
+            };
+            if !whole && next < candidates.len() {
+                spawn_fetch(&mut set, &self.key, m, candidates[next].clone());
+                next += 1;
             }
-            if good >= want {
+            if !all && covered(&coverage) {
                 set.abort_all();
                 break;
             }
         }
-        if good < k {
+        if !covered(&coverage) {
             let detail = report
                 .failures
                 .iter()
@@ -364,14 +377,89 @@ impl RemoteArchive {
                 .join("; ");
             return Err(ArchiveError::NotEnoughShards {
                 segment: m.segment,
-                available: good,
+                available: coverage.iter().copied().min().unwrap_or(0),
                 needed: k,
                 detail,
             });
         }
-        report.reconstructed = shards[..k].iter().any(Option::is_none);
-        Ok((shards, report))
+        report.reconstructed =
+            (0..k).any(|i| fetched.shards[i].is_none() || !fetched.damaged[i].is_empty());
+        fetched.report = report;
+        Ok(fetched)
     }
+
+    /// The shards a read may try, with the hoster holding each; shards with no usable hoster are
+    /// reported as failures.
+    fn candidates(&self, meta: &SegmentMeta) -> (Vec<Candidate>, ReadReport) {
+        let mut candidates = Vec::new();
+        let mut report = ReadReport::default();
+        for i in 0..meta.manifest.shards_total() {
+            match meta.placement.hosters.get(i).cloned().flatten() {
+                Some(name) => match self.hosters.get(&name) {
+                    Some(h) => candidates.push((i, h.clone())),
+                    None => report
+                        .failures
+                        .push((i, name, "hoster not in the config".into())),
+                },
+                None => {
+                    report
+                        .failures
+                        .push((i, "-".into(), "not placed (under-replicated)".into()))
+                }
+            }
+        }
+        (candidates, report)
+    }
+}
+
+/// Shards of one segment as read: `damaged[i]` lists the parts of `shards[i]` that failed their
+/// hash (empty for a shard matching its root).
+#[derive(Debug)]
+pub struct FetchedParts {
+    pub shards: Vec<Option<Vec<u8>>>,
+    pub damaged: Vec<Vec<usize>>,
+    pub report: ReadReport,
+}
+
+/// A shard index and the hoster said to hold it.
+type Candidate = (usize, Arc<dyn ShardHost>);
+
+/// What one shard read gave: its bytes with the damaged parts, or why it gave nothing usable.
+type ShardVerdict = std::result::Result<(Vec<u8>, Vec<usize>), String>;
+
+/// Reads shard `i` from `h` and checks it: the whole root first (one pass when intact), then
+/// part by part when the root fails.
+fn spawn_fetch(
+    set: &mut JoinSet<(usize, String, ShardVerdict)>,
+    key: &MasterKey,
+    m: &Manifest,
+    (i, h): Candidate,
+) {
+    let storage_key = m.shard_storage_key(key, i);
+    let manifest = m.clone();
+    set.spawn(async move {
+        let res = timed(h.get_shard_parts(&storage_key, manifest.shard_bytes)).await;
+        let verdict = match res {
+            Ok(Some((bytes, unreadable))) => {
+                // Hash off the async workers: an 8 MiB shard is milliseconds of CPU.
+                let checked = tokio::task::spawn_blocking(move || {
+                    if unreadable.is_empty() && codec::shard_matches(&manifest, i, &bytes) {
+                        return Ok((bytes, Vec::new()));
+                    }
+                    let damaged = codec::damaged_parts(&manifest, i, &bytes, &unreadable);
+                    if damaged.len() == manifest.parts_per_shard() {
+                        return Err("fails its Merkle checksum and every part hash".to_string());
+                    }
+                    Ok((bytes, damaged))
+                })
+                .await;
+                checked.unwrap_or_else(|e| Err(format!("verification task: {e}")))
+            }
+            Ok(None) => Err("missing".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        (i, h.name().to_string(), verdict)
+    });
 }
 
 /// Head records probed on one hoster before its search gives up: 2^40 segments is beyond any

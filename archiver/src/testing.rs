@@ -51,6 +51,21 @@ impl MemoryHost {
     pub fn set_flip_reads(&self, flip: bool) {
         self.flip_reads.store(flip, Ordering::SeqCst);
     }
+    /// Flips one stored bit of every shard at byte `offset` (rot at rest, unlike `set_flip_reads`);
+    /// returns how many shards it hit.
+    pub fn rot_stored_shards(&self, offset: usize) -> usize {
+        let Ok(mut shards) = self.shards.lock() else {
+            return 0;
+        };
+        let mut hit = 0;
+        for v in shards.values_mut() {
+            if let Some(b) = v.get_mut(offset) {
+                *b ^= 0x10;
+                hit += 1;
+            }
+        }
+        hit
+    }
     /// Fails the `n`-th call from now (1 = the next one).
     pub fn fail_nth_call(&self, n: u64) {
         let now = self.calls.load(Ordering::SeqCst);

@@ -453,3 +453,52 @@ async fn hung_hoster_is_hedged_around() {
     assert_eq!(r.blocks, 200);
     assert_blocks_equal(out.path(), &blocks);
 }
+
+/// Rot in a different stored part of every shard of every segment (so no shard is whole): each
+/// part-stripe still has k intact parts, so restore is byte-identical, and repair rebuilds every
+/// shard to k+m from part-stripes, after which a restore with m hosters down works too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rot_in_a_different_part_of_every_shard_is_survived_and_repaired() {
+    let mut s = setup(8, 4, 2);
+    s.cfg.segment_size_bytes = 2 * 1024 * 1024;
+    let blocks = chain(800, 11, 5000);
+    let mut a = s.open();
+    a.log_mut().append_batch(&blocks).unwrap();
+    a.log_mut().seal_active().unwrap();
+    a.disperse_pending().await.unwrap();
+    let part = archiver::hosters::SHARD_PART_BYTES;
+    let manifest = a.store().manifest(0).unwrap().unwrap();
+    assert!(
+        manifest.parts_per_shard() >= 8,
+        "{}",
+        manifest.parts_per_shard()
+    );
+    for (j, h) in s.hosts.iter().enumerate() {
+        h.rot_stored_shards(j * part + 1000 + j);
+    }
+    let (r, out) = restore_all(&s.remote()).await.unwrap();
+    assert_eq!(r.blocks, 800, "{r:?}");
+    assert!(r.lost.is_empty(), "{:?}", r.lost);
+    assert!(
+        r.shard_failures
+            .iter()
+            .any(|(_, _, _, why)| why.contains("parts damaged")),
+        "{:?}",
+        r.shard_failures
+    );
+    assert_blocks_equal(out.path(), &blocks);
+
+    let rep = a.repair(true).await.unwrap();
+    assert!(rep.still_under_replicated.is_empty(), "{rep:?}");
+    let segments = a.store().dispersed_next().unwrap();
+    assert_eq!(rep.repaired.len() as u64, 6 * segments, "{rep:?}");
+    let again = a.repair(true).await.unwrap();
+    assert!(again.repaired.is_empty(), "{again:?}");
+    // Whole again: any m hosters may now vanish.
+    let holders: Vec<&Arc<MemoryHost>> = s.hosts.iter().filter(|h| h.shard_count() > 0).collect();
+    holders[0].set_down(true);
+    holders[1].set_down(true);
+    let (r, out) = restore_all(&s.remote()).await.unwrap();
+    assert_eq!(r.blocks, 800);
+    assert_blocks_equal(out.path(), &blocks);
+}

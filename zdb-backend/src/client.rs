@@ -1069,6 +1069,53 @@ impl ZdbClient {
         Ok(found.then_some(out))
     }
 
+    /// Like [`get_large_with`](Self::get_large_with), but a part that is missing, has the wrong
+    /// length or is refused by the hoster does not fail the read: its bytes stay zero and its
+    /// index is returned, so the caller can use the other parts (each checked by its own hash)
+    /// and rebuild only that one. Fails only when the hoster is unreachable; `None` when no part
+    /// is there at all.
+    pub async fn get_large_parts_with(
+        &self,
+        key: &[u8],
+        len: u64,
+        part_bytes: usize,
+    ) -> Result<Option<(Vec<u8>, Vec<usize>)>, ZdbError> {
+        self.check_key(key, LARGE_KEY_BYTES_MAX)?;
+        let part_bytes = part_bytes.clamp(1, VALUE_BYTES_MAX);
+        let parts = large_part_count_with(len, part_bytes);
+        let too_many = || ZdbError::TooManyParts {
+            address: self.addr(),
+            key: short_hex(key),
+            len,
+        };
+        if parts > LARGE_PARTS_MAX {
+            return Err(too_many());
+        }
+        let size = usize::try_from(len).map_err(|_| too_many())?;
+        let mut out = vec![0u8; size];
+        let chunks: Vec<&mut [u8]> = if size == 0 {
+            vec![&mut out[..]]
+        } else {
+            out.chunks_mut(part_bytes).collect()
+        };
+        let reads = join_all(chunks.into_iter().enumerate().map(|(i, dest)| async move {
+            (i, self.get_into(&large_part_key(key, i as u16), dest).await)
+        }))
+        .await;
+        let mut unreadable = Vec::new();
+        for (i, r) in reads {
+            match r {
+                Ok(true) => {}
+                Err(e) if e.is_unavailable() => return Err(e),
+                Ok(false) | Err(_) => unreadable.push(i),
+            }
+        }
+        if unreadable.len() as u64 == parts {
+            return Ok(None);
+        }
+        Ok(Some((out, unreadable)))
+    }
+
     /// NSINFO of the configured namespace.
     pub async fn ns_info(&self) -> Result<NsInfo, ZdbError> {
         let ns = self.inner.cfg.namespace.as_bytes();
