@@ -66,11 +66,11 @@ pub async fn challenge(
         };
         for (i, h) in placement.hosters.iter().enumerate() {
             if h.as_deref() == Some(hoster) && target.shard.is_none_or(|s| s as usize == i) {
-                held.push((segment, i as u32));
+                held.push((segment, i as u32, placement.version(i)));
             }
         }
     }
-    let Some(&(segment, shard)) = held.choose(&mut rand::thread_rng()) else {
+    let Some(&(segment, shard, version)) = held.choose(&mut rand::thread_rng()) else {
         bail!(
             "hoster {hoster} holds no dispersed shard{}",
             match (target.segment, target.shard) {
@@ -93,6 +93,7 @@ pub async fn challenge(
         &loaded.key,
         &manifest,
         shard,
+        version,
         &host,
         &hoster_key,
         samples,
@@ -252,6 +253,7 @@ pub async fn audit(
             &loaded.key,
             &manifest,
             shard,
+            placement.version(shard as usize),
             host,
             key,
             samples,

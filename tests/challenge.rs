@@ -192,7 +192,7 @@ async fn hosters_prove_possession_over_the_wire() {
         .unwrap();
     let key = parse_hoster_key(entry.public_key.as_deref().unwrap()).unwrap();
     let honest = set.get(&holder).unwrap().clone();
-    let o = challenge_shard(&loaded.key, &manifest, shard, &honest, &key, 16, 250).await;
+    let o = challenge_shard(&loaded.key, &manifest, shard, 0, &honest, &key, 16, 250).await;
     assert!(o.passed(), "{o:?}");
     let seed = std::fs::read(
         hosters
@@ -211,14 +211,14 @@ async fn hosters_prove_possession_over_the_wire() {
             &seed.as_slice().try_into().unwrap(),
         )),
     });
-    let o = challenge_shard(&loaded.key, &manifest, shard, &proxy, &key, 16, 250).await;
+    let o = challenge_shard(&loaded.key, &manifest, shard, 0, &proxy, &key, 16, 250).await;
     let verdict = o.verdict.clone().unwrap_err();
     assert!(
         verdict.contains("late") || verdict.contains("deadline"),
         "{o:?}"
     );
     // With a generous deadline the same proxied proof is valid: only time gives the cheat away.
-    let o = challenge_shard(&loaded.key, &manifest, shard, &proxy, &key, 16, 60_000).await;
+    let o = challenge_shard(&loaded.key, &manifest, shard, 0, &proxy, &key, 16, 60_000).await;
     assert!(o.passed(), "{o:?}");
 
     // The prover sidecar, reading shards over the 0-db protocol (as it does from a real 0-db),

@@ -332,11 +332,7 @@ impl Disperser {
         let k = manifest.data_shards as usize;
         let needed = k + self.inner.cfg.min_parity;
         let shards: Vec<Arc<Vec<u8>>> = shards.into_iter().map(Arc::new).collect();
-        let mut placement = Placement {
-            segment,
-            generation: 0,
-            hosters: vec![None; n],
-        };
+        let mut placement = Placement::empty(segment, n);
         let order = self.hosters().placement_order(segment, &[], &[]);
         let started = std::time::Instant::now();
         let failures = self
@@ -404,7 +400,7 @@ impl Disperser {
                     out_of_hosters = true;
                     continue;
                 };
-                let key = manifest.shard_storage_key(&self.inner.key, i);
+                let key = manifest.shard_storage_key_at(&self.inner.key, i, placement.version(i));
                 let data = shards[i].clone();
                 set.spawn(async move {
                     let res = timed(h.put_shard(&key, &data)).await;
@@ -756,7 +752,7 @@ impl Disperser {
                 lost.push(i);
                 continue;
             };
-            let key = manifest.shard_storage_key(&self.inner.key, i);
+            let key = manifest.shard_storage_key_at(&self.inner.key, i, placement.version(i));
             let manifest = manifest.clone();
             set.spawn(async move {
                 let ok = if verify {
@@ -828,6 +824,9 @@ impl Disperser {
             .collect();
         for &i in lost {
             placement.hosters[i] = None;
+            // A new name for every rebuild: the damaged copy's write-once name may be taken on
+            // the hoster that gets the rebuilt shard (it may be the same hoster).
+            placement.versions[i] = before.version(i) + 1;
         }
         let holders: Vec<String> = placement.hosters.iter().flatten().cloned().collect();
         let domains: Vec<String> = holders
@@ -871,6 +870,7 @@ impl Disperser {
         for &i in lost {
             if placement.hosters[i].is_none() {
                 placement.hosters[i] = before.hosters[i].clone();
+                placement.versions[i] = before.version(i);
             }
         }
         if placement != before {

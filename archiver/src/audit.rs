@@ -68,11 +68,14 @@ pub fn parse_hoster_key(hex_key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
-/// Challenges `hoster` for shard `shard` of the segment `manifest` describes.
+/// Challenges `hoster` for shard `shard` (stored under storage-key version `version`, see
+/// `Placement::versions`) of the segment `manifest` describes.
+#[allow(clippy::too_many_arguments)]
 pub async fn challenge_shard(
     key: &MasterKey,
     manifest: &Manifest,
     shard: u32,
+    version: u32,
     hoster: &Arc<dyn ShardHost>,
     hoster_key: &VerifyingKey,
     samples: u16,
@@ -102,7 +105,7 @@ pub async fn challenge_shard(
         outcome.verdict = Err(format!("segment {} has no shard {shard}", manifest.segment));
         return outcome;
     };
-    let storage_key = manifest.shard_storage_key(key, shard as usize);
+    let storage_key = manifest.shard_storage_key_at(key, shard as usize, version);
     let started = Instant::now();
     let answer = hoster.prove(&storage_key, &challenge.encode()).await;
     let elapsed = started.elapsed();

@@ -160,14 +160,17 @@ impl MasterKey {
         segment_hash: &[u8; 32],
         params: &EncodingParams,
         shard: usize,
+        version: u32,
     ) -> Vec<u8> {
-        self.storage_name(&[
-            b"shard",
-            &segment.to_le_bytes(),
-            segment_hash,
-            &params.encode(),
-            &(shard as u64).to_le_bytes(),
-        ])
+        let shard = (shard as u64).to_le_bytes();
+        let (segment, params) = (segment.to_le_bytes(), params.encode());
+        let mut material: Vec<&[u8]> = vec![b"shard", &segment, segment_hash, &params, &shard];
+        // Version 0 (as dispersed) adds nothing; a rebuilt shard's name adds its version.
+        let version = version.to_le_bytes();
+        if version != [0; 4] {
+            material.extend([b"v".as_slice(), &version]);
+        }
+        self.storage_name(&material)
     }
 
     /// The key a segment's encrypted manifest record is stored under (written once).
@@ -226,10 +229,17 @@ mod tests {
         assert_ne!(*key.segment_key(1, &h, p), *key.segment_key(2, &h, p));
         assert_ne!(*key.segment_key(1, &h, p), *key.segment_key(1, &[2; 32], p));
         assert_ne!(
-            key.shard_storage_key(1, &h, p, 0),
-            key.shard_storage_key(1, &h, p, 1)
+            key.shard_storage_key(1, &h, p, 0, 0),
+            key.shard_storage_key(1, &h, p, 1, 0)
         );
-        assert_eq!(key.shard_storage_key(1, &h, p, 0).len(), STORAGE_KEY_BYTES);
+        assert_eq!(
+            key.shard_storage_key(1, &h, p, 0, 0).len(),
+            STORAGE_KEY_BYTES
+        );
+        assert_ne!(
+            key.shard_storage_key(1, &h, p, 0, 0),
+            key.shard_storage_key(1, &h, p, 0, 1)
+        );
         let other = MasterKey::from_bytes([8; 32]);
         assert_ne!(key.head_storage_key(0), other.head_storage_key(0));
         assert_ne!(key.head_storage_key(0), key.head_storage_key(1));
@@ -327,7 +337,7 @@ mod tests {
             ),
         ];
         let base_key = *key.segment_key(1, &h, &base);
-        let base_name = key.shard_storage_key(1, &h, &base, 0);
+        let base_name = key.shard_storage_key(1, &h, &base, 0, 0);
         for (what, params) in changed {
             assert_ne!(params.encode(), base.encode(), "{what}: encoding");
             assert_ne!(
@@ -336,7 +346,7 @@ mod tests {
                 "{what}: segment key"
             );
             assert_ne!(
-                key.shard_storage_key(1, &h, &params, 0),
+                key.shard_storage_key(1, &h, &params, 0, 0),
                 base_name,
                 "{what}: shard name"
             );

@@ -18,7 +18,8 @@ pub const MANIFEST_FIXED_BYTES: usize = 240;
 /// Parts per shard a manifest may describe: hosters name parts with a u16 index.
 pub const PARTS_PER_SHARD_MAX: u64 = 1 << 16;
 pub const PLACEMENT_MAGIC: [u8; 4] = *b"PAPL";
-pub const PLACEMENT_VERSION: u16 = 1;
+/// 2: a storage-key version per shard follows the hoster names.
+pub const PLACEMENT_VERSION: u16 = 2;
 pub const PLACEMENT_FIXED_BYTES: usize = 24;
 /// An encrypted manifest record on the hosters.
 pub const METADATA_MAGIC: [u8; 4] = *b"PAMR";
@@ -90,13 +91,24 @@ impl Manifest {
         }
     }
 
-    /// The key this segment's shard `i` is stored under.
+    /// The key this segment's shard `i` is stored under, as first dispersed (version 0).
     pub fn shard_storage_key(&self, key: &crate::keys::MasterKey, shard: usize) -> Vec<u8> {
+        self.shard_storage_key_at(key, shard, 0)
+    }
+
+    /// The key of storage-key version `version` of shard `i` (see `Placement::versions`).
+    pub fn shard_storage_key_at(
+        &self,
+        key: &crate::keys::MasterKey,
+        shard: usize,
+        version: u32,
+    ) -> Vec<u8> {
         key.shard_storage_key(
             self.segment,
             &self.segment_hash,
             &self.encoding_params(),
             shard,
+            version,
         )
     }
 
@@ -295,9 +307,28 @@ pub struct Placement {
     pub generation: u32,
     /// Hoster name per shard index; `None` = not stored anywhere (under-replicated).
     pub hosters: Vec<Option<String>>,
+    /// Storage-key version per shard: 0 when dispersed, incremented by every rebuild of that
+    /// shard, so a rebuilt shard never needs the write-once name of a damaged earlier copy (it
+    /// may go back to the same hoster under a new name).
+    pub versions: Vec<u32>,
 }
 
 impl Placement {
+    /// A placement of `n` shards, none stored yet.
+    pub fn empty(segment: u64, n: usize) -> Self {
+        Self {
+            segment,
+            generation: 0,
+            hosters: vec![None; n],
+            versions: vec![0; n],
+        }
+    }
+
+    /// The storage-key version of shard `i`.
+    pub fn version(&self, i: usize) -> u32 {
+        self.versions.get(i).copied().unwrap_or(0)
+    }
+
     pub fn placed(&self) -> usize {
         self.hosters.iter().filter(|h| h.is_some()).count()
     }
@@ -319,6 +350,9 @@ impl Placement {
             }
             out.extend_from_slice(&name);
         }
+        for i in 0..self.hosters.len() {
+            out.extend_from_slice(&self.version(i).to_le_bytes());
+        }
         out
     }
 
@@ -331,7 +365,7 @@ impl Placement {
             return Err(bad(format!("unsupported version {}", u16_at(b, 4))));
         }
         let n = u16_at(b, 6) as usize;
-        if b.len() != PLACEMENT_FIXED_BYTES + HOSTER_NAME_BYTES_MAX * n {
+        if b.len() != PLACEMENT_FIXED_BYTES + (HOSTER_NAME_BYTES_MAX + 4) * n {
             return Err(bad(format!("{} bytes for {n} shards", b.len())));
         }
         let got = u64_at(b, 8);
@@ -351,10 +385,12 @@ impl Placement {
                 hosters.push(Some(name.to_string()));
             }
         }
+        let versions_at = PLACEMENT_FIXED_BYTES + HOSTER_NAME_BYTES_MAX * n;
         Ok(Self {
             segment,
             generation: u32_at(b, 16),
             hosters,
+            versions: (0..n).map(|i| u32_at(b, versions_at + 4 * i)).collect(),
         })
     }
 }
@@ -581,6 +617,7 @@ pub(crate) mod tests {
             segment: 3,
             generation: 2,
             hosters: vec![Some("h1".into()), None, Some("h3".into())],
+            versions: vec![0, 0, 7],
         };
         assert_eq!(Placement::decode(3, &p.encode()).unwrap(), p);
         assert_eq!(p.placed(), 2);
@@ -594,6 +631,7 @@ pub(crate) mod tests {
             segment: 3,
             generation: 0,
             hosters: vec![Some("a".into()), Some("b".into()), Some("c".into())],
+            versions: vec![0, 1, 0],
         };
         let sealed = seal_manifest_record(&key, &m).unwrap();
         assert_eq!(open_manifest_record(&key, 3, &sealed).unwrap(), m);

@@ -298,7 +298,7 @@ impl RemoteArchive {
             m.parts_per_shard(),
         );
         let (mut candidates, mut report) = self.candidates(meta);
-        candidates.sort_by_key(|(i, h)| (h.is_down(), *i));
+        candidates.sort_by_key(|(i, _, h)| (h.is_down(), *i));
         let mut fetched = FetchedParts {
             shards: vec![None; n],
             damaged: vec![Vec::new(); n],
@@ -396,7 +396,7 @@ impl RemoteArchive {
         for i in 0..meta.manifest.shards_total() {
             match meta.placement.hosters.get(i).cloned().flatten() {
                 Some(name) => match self.hosters.get(&name) {
-                    Some(h) => candidates.push((i, h.clone())),
+                    Some(h) => candidates.push((i, meta.placement.version(i), h.clone())),
                     None => report
                         .failures
                         .push((i, name, "hoster not in the config".into())),
@@ -421,8 +421,8 @@ pub struct FetchedParts {
     pub report: ReadReport,
 }
 
-/// A shard index and the hoster said to hold it.
-type Candidate = (usize, Arc<dyn ShardHost>);
+/// A shard index, its storage-key version and the hoster said to hold it.
+type Candidate = (usize, u32, Arc<dyn ShardHost>);
 
 /// What one shard read gave: its bytes with the damaged parts, or why it gave nothing usable.
 type ShardVerdict = std::result::Result<(Vec<u8>, Vec<usize>), String>;
@@ -433,9 +433,9 @@ fn spawn_fetch(
     set: &mut JoinSet<(usize, String, ShardVerdict)>,
     key: &MasterKey,
     m: &Manifest,
-    (i, h): Candidate,
+    (i, version, h): Candidate,
 ) {
-    let storage_key = m.shard_storage_key(key, i);
+    let storage_key = m.shard_storage_key_at(key, i, version);
     let manifest = m.clone();
     set.spawn(async move {
         let res = timed(h.get_shard_parts(&storage_key, manifest.shard_bytes)).await;
