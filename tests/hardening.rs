@@ -227,3 +227,155 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
         .collect();
     assert_eq!(short, vec![1], "{status}");
 }
+
+/// Flips `bytes` at `offsets` in `file` in place (the hoster keeps running on it).
+fn flip_in_place(file: &Path, offsets: &[u64]) {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    for &at in offsets {
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        b[0] ^= 0x20;
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&b).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+/// Rot at rest on every hoster: every shard of segment 1 damaged in a different 64 KiB part, plus
+/// seeded random flips in the stored shards of every other segment (never more than m damaged
+/// parts in one part-stripe). A fresh restore is byte-identical; `repair --verify` brings every
+/// segment back to k+m; then any 2 hosters may die.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rot_spread_over_every_hoster_is_restored_and_repaired() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosters = start_hosters(Path::new(EXE), &dir.path().join("hosters"), 7, 3).unwrap();
+    let config = write_cluster_config(dir.path(), &hosters, 4, 2, 2 * MIB).unwrap();
+    let mut archive = open_archive(&config).unwrap();
+    assert!(archive.prepare_hosters().await.is_empty());
+    ingest_synthetic(&mut archive, 9, None, Some(8 * MIB), true, true, |_, _| {})
+        .await
+        .unwrap();
+    let segments = archive.store().dispersed_next().unwrap();
+    assert!(segments >= 4, "{segments}");
+    let remote = archive.remote().clone();
+    let part = archiver::hosters::SHARD_PART_BYTES;
+    let ns_dir = format!("ns-{}", hex::encode(NAMESPACE));
+    let files: Vec<Vec<u8>> = hosters
+        .iter()
+        .map(|h| std::fs::read(h.data_dir.join(&ns_dir).join("data")).unwrap())
+        .collect();
+    // (hoster index, needle) for every flip, chosen from the shards as stored: 64 bytes found
+    // exactly once in the holder's file (zero padding repeats, so it is never a needle).
+    let unique =
+        |file: &[u8], needle: &[u8]| file.windows(64).filter(|w| *w == needle).count() == 1;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut flips: Vec<(usize, Vec<u8>)> = Vec::new();
+    for segment in 0..segments {
+        let meta = remote.segment_meta(segment).await.unwrap();
+        let (shards, _) = remote.fetch_shards(&meta, true).await.unwrap();
+        let parts = meta.manifest.parts_per_shard();
+        let mut per_stripe = vec![0usize; parts];
+        for (i, shard) in shards.iter().enumerate() {
+            let shard = shard.as_ref().unwrap();
+            let holder = meta.placement.hosters[i].clone().unwrap();
+            let h = hosters.iter().position(|h| h.name == holder).unwrap();
+            let wanted = if segment == 1 { 1 } else { 2 };
+            let mut done = 0;
+            for attempt in 0..200 {
+                if done == wanted {
+                    break;
+                }
+                let p = if segment == 1 && attempt < 20 {
+                    i % parts
+                } else {
+                    rng.gen_range(0..parts)
+                };
+                if per_stripe[p] == 2 {
+                    continue;
+                }
+                let len = shard.len().min((p + 1) * part) - p * part;
+                let at = p * part + rng.gen_range(0..len - 64);
+                let needle = &shard[at..at + 64];
+                if !unique(&files[h], needle) {
+                    continue;
+                }
+                per_stripe[p] += 1;
+                done += 1;
+                flips.push((h, needle.to_vec()));
+            }
+        }
+    }
+    let ns_dir = format!("ns-{}", hex::encode(NAMESPACE));
+    // The CLI commands below open the archive themselves.
+    drop(archive);
+    let mut flipped = 0;
+    for (h, hoster) in hosters.iter().enumerate() {
+        let file = hoster.data_dir.join(&ns_dir).join("data");
+        let bytes = std::fs::read(&file).unwrap();
+        let offsets: Vec<u64> = flips
+            .iter()
+            .filter(|(on, _)| *on == h)
+            .map(|(_, needle)| {
+                let at = bytes.windows(64).position(|w| w == needle).unwrap();
+                (at + 32) as u64
+            })
+            .collect();
+        flipped += offsets.len();
+        flip_in_place(&file, &offsets);
+    }
+    assert_eq!(flipped, flips.len());
+    assert!(flipped >= 6 + 2 * 6, "{flipped} flips");
+    println!(
+        "{flipped} bytes flipped in stored shards over {} hosters",
+        hosters.len()
+    );
+
+    let loaded = ConfigFile::load(&config).unwrap();
+    let local = loaded.archive.data_dir.join("segments");
+    let same_as_local = |out: &Path| {
+        for s in 0..segments {
+            let name = archiver::log::segment_file_name(s);
+            assert_eq!(
+                std::fs::read(out.join("segments").join(&name)).unwrap(),
+                std::fs::read(local.join(&name)).unwrap(),
+                "segment {s}"
+            );
+        }
+    };
+    let out = dir.path().join("restored-rotten");
+    let o = archiver(&config, &["restore", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    same_as_local(&out);
+
+    let o = archiver(&config, &["repair", "--verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let repaired = t
+        .split("repaired ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap();
+    assert!(repaired >= 6, "{t}");
+    println!("repair --verify rebuilt {repaired} shards");
+    let o = archiver(&config, &["repair", "--verify"]);
+    assert!(
+        o.status.success() && text(&o).contains("repaired 0 shards"),
+        "{}",
+        text(&o)
+    );
+    // Back to k+m: two hosters may die.
+    hosters[0].kill().unwrap();
+    hosters[3].kill().unwrap();
+    let out = dir.path().join("restored-two-down");
+    let o = archiver(&config, &["restore", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    same_as_local(&out);
+}
