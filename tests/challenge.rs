@@ -111,7 +111,7 @@ impl ShardHost for Proxying {
 async fn hosters_prove_possession_over_the_wire() {
     let dir = tempfile::tempdir().unwrap();
     // 7 hosters for 4+2: one spare, so repair has somewhere to move a failed shard.
-    let mut hosters = start_hosters(Path::new(EXE), dir.path(), 7, 3).unwrap();
+    let hosters = start_hosters(Path::new(EXE), dir.path(), 7, 3).unwrap();
     assert!(hosters.iter().all(|h| h.public_key.is_some()));
     let config = write_cluster_config(dir.path(), &hosters, 4, 2, 4 * 1024 * 1024).unwrap();
     let out = archiver(&config, &["ingest", "--synthetic", "600", "--flush"]);
