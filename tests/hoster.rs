@@ -195,6 +195,7 @@ fn admin_password_comes_from_a_private_file_or_the_environment() {
     // The secret itself is no longer accepted on the command line.
     let stderr = refused(&data, &["--listen", "127.0.0.1:0", "--admin", secret], &[]);
     assert!(stderr.contains("--admin"), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
 
     let file = write_secret(dir.path(), "admin", &format!("{secret}\n"), 0o600);
     let from_file = [
@@ -231,4 +232,36 @@ fn open_hoster_off_loopback_is_refused() {
     );
     let mut c = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], addr.port()))).unwrap();
     call(&mut c, &[b"PING"], b"+PONG\r\n");
+}
+
+#[test]
+fn prover_password_comes_from_a_private_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "namespace-secret";
+    let loose = write_secret(dir.path(), "loose", secret, 0o640);
+    let run = |args: &[&str]| {
+        let out = Command::new(EXE)
+            .args([
+                "prover",
+                "--zdb",
+                "127.0.0.1:9",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(dir.path().join("prover"))
+            .args(args)
+            .env_remove("ARCHIVER_PROVER_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run(&["--password-file", loose.to_str().unwrap()]);
+    assert!(stderr.contains(loose.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("0640"), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
+    let stderr = run(&["--password", secret]);
+    assert!(stderr.contains("--password"), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
 }
