@@ -10,6 +10,13 @@ use archiver::config::HosterEntry;
 
 use crate::config_file::{self, ClientSection, ConfigFile};
 
+/// Log filter of the hoster children: errors only (they run on loopback without an admin
+/// password, warned about once per start, and demo/bench kill them on purpose), unless the caller
+/// set `RUST_LOG`.
+fn child_log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned())
+}
+
 /// One hoster child process.
 pub struct HosterProcess {
     pub name: String,
@@ -61,6 +68,7 @@ impl HosterProcess {
             .args(["hoster", "--listen", &self.address, "--data"])
             .arg(&self.data_dir)
             .env(config_file::ADMIN_PASSWORD_ENV, &self.admin_password)
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -109,6 +117,7 @@ pub fn start_hosters(
             .args(["hoster", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data_dir)
             .env(config_file::ADMIN_PASSWORD_ENV, &admin_password)
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_chain;
 pub mod bench_challenge;
+pub mod bench_hoster;
 pub mod bench_mount;
 pub mod chain;
 pub mod challenge;

@@ -300,6 +300,10 @@ enum Command {
         /// over a history of --mib MiB (use ≥ 1024), against the raw FUSE ceiling.
         #[arg(long)]
         mount: bool,
+        /// The hoster write bench instead: MB/s of 64 KiB SETs with 1, 4 and 16 clients, fsync
+        /// before every reply (default) against --no-sync, --mib MiB per run (use ~128).
+        #[arg(long)]
+        hoster_writes: bool,
         /// Blocks in the chain bench.
         #[arg(long, default_value_t = 20_000)]
         blocks: u64,
@@ -798,6 +802,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             challenges: true, ..
         } => archiver_cli::bench_challenge::run().await,
+        Command::Bench {
+            hoster_writes: true,
+            mib,
+            dir,
+            ..
+        } => archiver_cli::bench_hoster::run(mib, dir).await,
         Command::Bench {
             dir,
             chain: true,

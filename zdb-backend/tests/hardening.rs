@@ -128,7 +128,7 @@ async fn anonymous_client_cannot_read_write_delete_or_reconfigure_a_private_name
                 String::from_utf8_lossy(prop[0])
             );
         }
-        assert_ne!(anon.call(&[b"NSDEL", n]).await, ok());
+        assert_eq!(anon.call(&[b"NSDEL", n]).await, error("Permission denied"));
         assert_eq!(
             anon.call(&[b"NSNEW", b"squat"]).await,
             error("Permission denied")
@@ -167,6 +167,55 @@ async fn anonymous_client_cannot_read_write_delete_or_reconfigure_a_private_name
         anon.call(&[b"DEL", b"secret"]).await,
         error("Namespace is in read-only mode")
     );
+    hoster.stop().await;
+}
+
+#[tokio::test]
+async fn admin_deletes_a_namespace_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let hoster = TestHoster::start(dir.path(), Some(ADMIN)).await;
+    let addr = hoster.addr;
+    private_namespace(addr, "gone", true).await;
+    let mut user = Raw::connect(addr).await;
+    assert_eq!(user.call(&[b"SELECT", b"gone", b"pw"]).await, ok());
+    let mut admin = Raw::connect(addr).await;
+    assert_eq!(admin.call(&[b"AUTH", ADMIN.as_bytes()]).await, ok());
+    assert_eq!(
+        admin.call(&[b"NSDEL", b"default"]).await,
+        error("Cannot remove default namespace")
+    );
+    assert_eq!(
+        admin.call(&[b"NSDEL", b"nope"]).await,
+        error("This namespace doesn't exists")
+    );
+    assert_eq!(admin.call(&[b"SELECT", b"gone", b"pw"]).await, ok());
+    assert_eq!(
+        admin.call(&[b"NSDEL", b"gone"]).await,
+        error("Cannot remove namespace you're currently using.")
+    );
+    assert_eq!(admin.call(&[b"SELECT", b"default"]).await, ok());
+    assert_eq!(admin.call(&[b"NSDEL", b"gone"]).await, ok());
+    assert_eq!(
+        admin.call(&[b"NSINFO", b"gone"]).await,
+        error("Namespace not found")
+    );
+    // A connection still on it can no longer write there.
+    assert!(matches!(
+        user.call(&[b"SET", b"late", b"write"]).await,
+        Reply::Error(_)
+    ));
+    hoster.stop().await;
+    assert!(!data_file(dir.path(), "gone").exists());
+    let hoster = TestHoster::start_at(dir.path(), addr, Some(ADMIN)).await;
+    let mut admin = Raw::connect(addr).await;
+    assert_eq!(admin.call(&[b"AUTH", ADMIN.as_bytes()]).await, ok());
+    assert_eq!(
+        admin.call(&[b"NSINFO", b"gone"]).await,
+        error("Namespace not found")
+    );
+    assert_eq!(admin.call(&[b"NSNEW", b"gone"]).await, ok());
+    assert_eq!(admin.call(&[b"SELECT", b"gone"]).await, ok());
+    assert_eq!(admin.call(&[b"GET", b"secret"]).await, Reply::Nil);
     hoster.stop().await;
 }
 

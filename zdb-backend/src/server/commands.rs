@@ -51,6 +51,7 @@ enum Cmd {
     Stop,
     Dbsize,
     Nsnew,
+    Nsdel,
     Nslist,
     Nsset,
     Nsinfo,
@@ -93,7 +94,7 @@ const COMMANDS: &[(&str, Cmd)] = &[
     ("STOP", Cmd::Stop),
     ("DBSIZE", Cmd::Dbsize),
     ("NSNEW", Cmd::Nsnew),
-    ("NSDEL", Cmd::Unsupported),
+    ("NSDEL", Cmd::Nsdel),
     ("NSLIST", Cmd::Nslist),
     ("NSSET", Cmd::Nsset),
     ("NSINFO", Cmd::Nsinfo),
@@ -167,6 +168,17 @@ fn atoll(bytes: &[u8]) -> i64 {
     }
 }
 
+/// Compares a given password or proof with the expected one in time independent of where they
+/// differ, so response timing does not reveal a secret byte by byte (only its length).
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 fn sha1_hex(nonce: &str, password: &[u8]) -> String {
     let mut h = sha1::Sha1::new();
     h.update(nonce.as_bytes());
@@ -215,6 +227,7 @@ pub(crate) async fn dispatch(
         Cmd::Stop => Err(err("Unauthorized")),
         Cmd::Dbsize => Ok(Out::Int(session.ns.stats().entries as i64)),
         Cmd::Nsnew => nsnew(shared, session, &args).await,
+        Cmd::Nsdel => nsdel(shared, session, &args).await,
         Cmd::Nslist => Ok(Out::Array(
             shared
                 .all_namespaces()
@@ -252,7 +265,7 @@ fn auth(shared: &Shared, session: &mut Session, args: &[Vec<u8>]) -> Result<Out,
             if args[1].len() > AUTH_PASSWORD_BYTES_MAX {
                 return Err(err("Password too long"));
             }
-            if &args[1] == expected {
+            if same_secret(&args[1], expected) {
                 session.admin = true;
                 Ok(Out::Status("OK"))
             } else {
@@ -282,7 +295,7 @@ fn auth(shared: &Shared, session: &mut Session, args: &[Vec<u8>]) -> Result<Out,
                 session.nonce = Some(nonce);
                 return Err(err("Invalid hash length"));
             }
-            if args[2] == sha1_hex(&nonce, password).as_bytes() {
+            if same_secret(&args[2], sha1_hex(&nonce, password).as_bytes()) {
                 session.admin = true;
                 Ok(Out::Status("OK"))
             } else {
@@ -315,7 +328,7 @@ fn select(shared: &Shared, session: &mut Session, args: &[Vec<u8>]) -> Result<Ou
             if args[2].len() > SELECT_PASSWORD_BYTES_MAX {
                 return Err(err("Password too long"));
             }
-            if &args[2] != password {
+            if !same_secret(&args[2], password) {
                 return Err(err("Access denied"));
             }
         } else {
@@ -330,7 +343,7 @@ fn select(shared: &Shared, session: &mut Session, args: &[Vec<u8>]) -> Result<Ou
             if args[3].len() != SHA1_HEX_BYTES {
                 return Err(err("Invalid hash length"));
             }
-            if args[3] != sha1_hex(nonce, password).as_bytes() {
+            if !same_secret(&args[3], sha1_hex(nonce, password).as_bytes()) {
                 return Err(err("Access denied"));
             }
         }
@@ -650,6 +663,49 @@ async fn nsnew(shared: &Arc<Shared>, session: &Session, args: &[Vec<u8>]) -> Res
     .await?
 }
 
+/// NSDEL (admin): the namespace and its data are deleted; connections that selected it can no
+/// longer write there (reads of what they already located still work until they SELECT again).
+async fn nsdel(shared: &Arc<Shared>, session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
+    admin(shared, session)?;
+    validate(args, 2)?;
+    namespace_arg(&args[1])?;
+    let name = args[1].clone();
+    if name == DEFAULT_NAMESPACE {
+        return Err(err("Cannot remove default namespace"));
+    }
+    if session.ns.name() == name.as_slice() {
+        return Err(err("Cannot remove namespace you're currently using."));
+    }
+    let shared = Arc::clone(shared);
+    blocking(move || {
+        let mut map = shared
+            .namespaces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ns = map
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| err("This namespace doesn't exists"))?;
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(err("Could not delete this namespace"));
+        }
+        // Closed first: a write in progress finishes, none starts on files about to go.
+        ns.close();
+        match shared.storage.delete_namespace(&name) {
+            Ok(()) => {
+                map.remove(&name);
+                Ok(Out::Status("OK"))
+            }
+            Err(e) => {
+                ns.set_closed(false);
+                tracing::warn!(error = %e, "cannot delete namespace");
+                Err(err("Could not delete this namespace"))
+            }
+        }
+    })
+    .await?
+}
+
 async fn nsset(shared: &Arc<Shared>, session: &Session, args: &[Vec<u8>]) -> Result<Out, Out> {
     admin(shared, session)?;
     validate(args, 4)?;
@@ -779,6 +835,14 @@ mod tests {
         assert_eq!(lookup(b""), Some(Cmd::Asterisk));
         assert_eq!(lookup(b"SETXY"), None);
         assert_eq!(lookup(b"BOGUS"), None);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+        assert!(!same_secret(b"", b"a"));
     }
 
     #[test]

@@ -548,9 +548,14 @@ impl Namespace {
             .collect()
     }
 
-    /// Shutdown: waits for a write in progress and refuses every later one.
+    /// Shutdown (or NSDEL): waits for a write in progress and refuses every later one.
     pub fn close(&self) {
-        self.lock().closed = true;
+        self.set_closed(true);
+    }
+
+    /// `false` re-opens a namespace whose deletion failed.
+    pub fn set_closed(&self, closed: bool) {
+        self.lock().closed = closed;
     }
 }
 

@@ -34,6 +34,14 @@ pub trait HosterStorage: Send + Sync + 'static {
     /// Replaces the properties atomically (a crash leaves the old or the new ones).
     fn write_props(&self, name: &[u8], props: &[u8]) -> io::Result<()>;
     fn open_log(&self, name: &[u8]) -> io::Result<Box<dyn DataLog>>;
+    /// Deletes a namespace with its data, atomically: after a crash it either still exists
+    /// completely or not at all. Storage that cannot (test doubles) refuses.
+    fn delete_namespace(&self, _name: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this storage cannot delete namespaces",
+        ))
+    }
 }
 
 /// Directory prefix of a namespace; the name follows in lowercase hex, because 0-db namespace
@@ -144,6 +152,20 @@ impl HosterStorage for FileStorage {
         write_file_synced(&tmp, props)?;
         fs::rename(&tmp, dir.join(PROPS_FILE))?;
         sync_dir(&dir)
+    }
+
+    fn delete_namespace(&self, name: &[u8]) -> io::Result<()> {
+        // Renamed to a `tmp-` directory first (atomic, and removed at startup if the removal
+        // below is cut short), so a crash never leaves half a namespace that looks whole.
+        let tmp = self
+            .root
+            .join(format!("{NS_TMP_PREFIX}{}", hex::encode(name)));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::rename(self.ns_dir(name), &tmp)?;
+        sync_dir(&self.root)?;
+        fs::remove_dir_all(&tmp)
     }
 
     fn open_log(&self, name: &[u8]) -> io::Result<Box<dyn DataLog>> {
