@@ -142,7 +142,8 @@ impl ArchivePlugin {
     }
 
     /// A block whose local segment file was pruned, read from the hosters. Runs on a thread of
-    /// its own: the caller (the node, opening) may be on a runtime thread.
+    /// its own, as the caller (the node, opening) may be on a runtime thread; the runtime must be
+    /// multi-threaded (the binary's is) so that its drivers run while this thread waits.
     fn block_from_hosters(&self, number: u64) -> Result<Option<BlockRecord>, String> {
         let reader = self.handle.reader.clone();
         let rt = self.rt.clone();
