@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use crate::codec::{self, EncodedSegment, SegmentIdentity};
 use crate::config::{ArchiveConfig, Compression};
 use crate::error::{ArchiveError, Result};
+use crate::fs::{FileLayer, OsFiles};
 use crate::hosters::{HosterSet, ShardHost};
 use crate::keys::MasterKey;
 use crate::log::{segment_file_name, BlockLog};
@@ -113,14 +114,25 @@ impl std::fmt::Debug for Archive {
 impl Archive {
     /// Opens (or creates) the local archive in `cfg.data_dir`, recovering the log after a crash.
     pub fn open(cfg: ArchiveConfig, key: MasterKey, hosters: HosterSet) -> Result<Self> {
+        Self::open_with_files(cfg, key, hosters, Arc::new(OsFiles))
+    }
+
+    /// [`open`](Self::open) with the log's writes going through `files` (fault injection).
+    pub fn open_with_files(
+        cfg: ArchiveConfig,
+        key: MasterKey,
+        hosters: HosterSet,
+        files: Arc<dyn FileLayer>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let store = Store::open(&cfg.data_dir.join("db"))?;
         store.check_master_key(&key.check_value())?;
-        let log = BlockLog::open(
+        let log = BlockLog::open_with(
             &cfg.data_dir.join("segments"),
             store,
             cfg.segment_size_bytes,
             cfg.durability,
+            files,
         )?;
         let key = Arc::new(key);
         let disperser = Disperser {

@@ -120,6 +120,8 @@ pub enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
+    #[error("block log {dir} refuses further work after an earlier failure ({cause}); reopen it to recover")]
+    Poisoned { dir: PathBuf, cause: String },
     #[error("codec: {0}")]
     Codec(String),
     #[error("background task failed: {0}")]

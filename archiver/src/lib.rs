@@ -11,6 +11,7 @@ pub mod audit;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod fs;
 pub mod history;
 pub mod hosters;
 pub mod keys;

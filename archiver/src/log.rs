@@ -6,15 +6,20 @@
 //! A crash between the two leaves records beyond the catalog's end; `open` replays them. A crash in
 //! the middle of a record leaves a torn tail; `open` truncates it. So every block whose append
 //! returned is present exactly once after any crash.
+//!
+//! A failed write, fsync or commit poisons the handle: the file, the catalog and the in-memory
+//! head may disagree, so every later call fails with [`ArchiveError::Poisoned`] until the log is
+//! reopened ([`BlockLog::reopen`]), which recovers as after a crash.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Durability;
 use crate::error::{short_hex, ArchiveError, Result};
+use crate::fs::{FileLayer, OsFiles, SegmentFile};
 use crate::record::{
     scan_record, BlockRecord, RecordScan, SegmentHeader, RECORD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
@@ -22,6 +27,10 @@ use crate::store::{Batch, Location, LogHead, SealedSegment, Store};
 
 /// Read size while replaying a segment tail: large enough for sequential disk throughput.
 const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+/// Read size while hashing a sealed segment or rewriting a replayed tail.
+const COPY_CHUNK_BYTES: usize = 1024 * 1024;
+/// Appended bytes kept in memory before they are written out mid-batch (memory bound).
+const FLUSH_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// What an append did with one block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +52,7 @@ pub struct AppendSummary {
 
 struct ActiveSegment {
     id: u64,
-    file: File,
+    file: Box<dyn SegmentFile>,
     /// Bytes durable in the file and covered by the catalog.
     len: u64,
 }
@@ -56,6 +65,9 @@ pub struct BlockLog {
     durability: Durability,
     head: LogHead,
     active: Option<ActiveSegment>,
+    files: Arc<dyn FileLayer>,
+    /// The first failure of a write, fsync or commit: set, the handle refuses all work.
+    poisoned: Option<String>,
 }
 
 impl std::fmt::Debug for BlockLog {
@@ -63,6 +75,7 @@ impl std::fmt::Debug for BlockLog {
         f.debug_struct("BlockLog")
             .field("dir", &self.dir)
             .field("head", &self.head)
+            .field("poisoned", &self.poisoned)
             .finish()
     }
 }
@@ -80,7 +93,25 @@ impl BlockLog {
         segment_size_bytes: u64,
         durability: Durability,
     ) -> Result<Self> {
-        fs::create_dir_all(dir)
+        Self::open_with(
+            dir,
+            store,
+            segment_size_bytes,
+            durability,
+            Arc::new(OsFiles),
+        )
+    }
+
+    /// [`open`](Self::open) over another file layer (fault injection in tests).
+    pub fn open_with(
+        dir: &Path,
+        store: Arc<Store>,
+        segment_size_bytes: u64,
+        durability: Durability,
+        files: Arc<dyn FileLayer>,
+    ) -> Result<Self> {
+        files
+            .create_dir_all(dir)
             .map_err(|e| ArchiveError::io("create segment directory", dir, e))?;
         let head = store.log_head()?;
         let mut log = Self {
@@ -90,6 +121,8 @@ impl BlockLog {
             durability,
             head,
             active: None,
+            files,
+            poisoned: None,
         };
         if let Some((id, end)) = head.active {
             log.recover_active(id, end)?;
@@ -103,6 +136,55 @@ impl BlockLog {
             log.seal_active()?;
         }
         Ok(log)
+    }
+
+    /// Drops this handle's open segment and opens the log again with the same store and file
+    /// layer, recovering as after a crash. What a poisoned handle needs before further work; on
+    /// failure the handle stays (or becomes) poisoned.
+    pub fn reopen(&mut self) -> Result<()> {
+        self.active = None;
+        match Self::open_with(
+            &self.dir,
+            self.store.clone(),
+            self.segment_size_bytes,
+            self.durability,
+            self.files.clone(),
+        ) {
+            Ok(fresh) => {
+                *self = fresh;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// What failed first when the handle is poisoned (None while healthy).
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    fn check_healthy(&self) -> Result<()> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(cause) => Err(ArchiveError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            }),
+        }
+    }
+
+    /// Poisons the handle when `r` is a failure of a write, fsync or commit.
+    fn poison_on_error<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if self.poisoned.is_none() {
+                tracing::error!(dir = %self.dir.display(), error = %e, "block log poisoned: reopen to recover");
+                self.poisoned = Some(e.to_string());
+            }
+        }
+        r
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -128,15 +210,13 @@ impl BlockLog {
 
     fn recover_active(&mut self, id: u64, catalog_end: u64) -> Result<()> {
         let path = self.segment_path(id);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
+        let file = self
+            .files
             .open(&path)
             .map_err(|e| ArchiveError::io("open active segment", &path, e))?;
         let file_len = file
-            .metadata()
-            .map_err(|e| ArchiveError::io("stat active segment", &path, e))?
-            .len();
+            .size()
+            .map_err(|e| ArchiveError::io("stat active segment", &path, e))?;
         if file_len < catalog_end {
             return Err(ArchiveError::SegmentFileCorrupt {
                 path,
@@ -146,14 +226,7 @@ impl BlockLog {
                 ),
             });
         }
-        let mut header = [0u8; SEGMENT_HEADER_BYTES];
-        file.read_exact_at(&mut header, 0)
-            .map_err(|e| ArchiveError::io("read segment header", &path, e))?;
-        SegmentHeader::decode(&header).map_err(|reason| ArchiveError::SegmentFileCorrupt {
-            path: path.clone(),
-            offset: 0,
-            reason,
-        })?;
+        read_header(file.as_ref(), &path)?;
 
         // Replay whole records past the catalog's end; stop at the first torn or invalid one.
         let mut valid_end = catalog_end;
@@ -196,7 +269,7 @@ impl BlockLog {
                     let old = buf.len();
                     buf.resize(old + want, 0);
                     let read_at = buf_start + old as u64;
-                    let n = read_full_at(&file, &mut buf[old..], read_at)
+                    let n = read_full_at(file.as_ref(), &mut buf[old..], read_at)
                         .map_err(|e| ArchiveError::io("read active segment", &path, e))?;
                     buf.truncate(old + n);
                     if n == 0 {
@@ -216,6 +289,11 @@ impl BlockLog {
                 replayed_bytes = valid_end - catalog_end,
                 "replayed records past the catalog"
             );
+            // These bytes may be readable only from the page cache of a write whose fsync failed
+            // (the kernel then marks the pages clean): write them again and sync before indexing.
+            rewrite_range(file.as_ref(), catalog_end, valid_end)
+                .and_then(|_| file.sync_data())
+                .map_err(|e| ArchiveError::io("rewrite replayed records", &path, e))?;
         }
         if file_len > valid_end {
             tracing::warn!(
@@ -228,11 +306,9 @@ impl BlockLog {
             file.sync_all()
                 .map_err(|e| ArchiveError::io("sync truncated segment", &path, e))?;
         }
-        file.seek(SeekFrom::Start(valid_end))
-            .map_err(|e| ArchiveError::io("seek segment end", &path, e))?;
         head.active = Some((id, valid_end));
         self.store.put_log_head(&mut batch, &head)?;
-        self.store.commit_synced(batch)?;
+        self.files.commit(&self.store, batch, true)?;
         self.head = head;
         self.active = Some(ActiveSegment {
             id,
@@ -313,24 +389,23 @@ impl BlockLog {
             prev_hash: self.head.last.map(|l| l.1).unwrap_or([0; 32]),
         };
         // A leftover file with this id can only be from a crash before it was registered: replace it.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let file = self
+            .files
+            .create(&path)
             .map_err(|e| ArchiveError::io("create segment", &path, e))?;
-        file.write_all(&header.encode())
+        file.write_all_at(&header.encode(), 0)
             .map_err(|e| ArchiveError::io("write segment header", &path, e))?;
         file.sync_all()
             .map_err(|e| ArchiveError::io("sync segment header", &path, e))?;
-        sync_dir(&self.dir)?;
+        self.files
+            .sync_dir(&self.dir)
+            .map_err(|e| ArchiveError::io("sync directory", &self.dir, e))?;
         let mut head = self.head;
         head.next_segment = id + 1;
         head.active = Some((id, SEGMENT_HEADER_BYTES as u64));
         let mut batch = Batch::default();
         self.store.put_log_head(&mut batch, &head)?;
-        self.store.commit_synced(batch)?;
+        self.files.commit(&self.store, batch, true)?;
         self.head = head;
         self.active = Some(ActiveSegment {
             id,
@@ -353,7 +428,9 @@ impl BlockLog {
     /// Appends blocks in order. Blocks already archived with the same hash are skipped; a gap, a
     /// parent-hash mismatch or a conflicting hash stops the batch with an error naming both blocks
     /// (the blocks before it are appended). When the call returns Ok, every block is durable.
+    /// A failed write, fsync or commit poisons the handle (see the module docs).
     pub fn append_batch(&mut self, records: &[BlockRecord]) -> Result<AppendSummary> {
+        self.check_healthy()?;
         let mut summary = AppendSummary::default();
         let mut buf: Vec<u8> = Vec::new();
         let mut batch = Batch::default();
@@ -380,7 +457,8 @@ impl BlockLog {
                 break;
             }
             if self.active.is_none() {
-                self.ensure_active(rec.number)?;
+                let created = self.ensure_active(rec.number);
+                self.poison_on_error(created)?;
                 head = self.head;
             }
             let (active_id, active_len) = match &self.active {
@@ -404,17 +482,20 @@ impl BlockLog {
             summary.appended += 1;
             summary.bytes += len as u64;
             // Also flush large batches early so memory stays bounded.
-            if offset + len as u64 >= self.segment_size_bytes || buf.len() >= 8 * 1024 * 1024 {
-                self.flush(&mut buf, &mut batch, &head)?;
+            if offset + len as u64 >= self.segment_size_bytes || buf.len() >= FLUSH_BUFFER_BYTES {
+                let flushed = self.flush(&mut buf, &mut batch, &head);
+                self.poison_on_error(flushed)?;
                 pending = 0;
                 if offset + len as u64 >= self.segment_size_bytes {
-                    summary.sealed.push(self.seal_active_inner()?);
+                    let sealed = self.seal_active_inner();
+                    summary.sealed.push(self.poison_on_error(sealed)?);
                     head = self.head;
                 }
             }
         }
         if pending > 0 {
-            self.flush(&mut buf, &mut batch, &head)?;
+            let flushed = self.flush(&mut buf, &mut batch, &head);
+            self.poison_on_error(flushed)?;
         }
         result.map(|_| summary)
     }
@@ -427,7 +508,7 @@ impl BlockLog {
         let path = dir.join(segment_file_name(active.id));
         active
             .file
-            .write_all(buf)
+            .write_all_at(buf, active.len)
             .map_err(|e| ArchiveError::io("append to segment", &path, e))?;
         if self.durability == Durability::Fsync {
             active
@@ -435,10 +516,11 @@ impl BlockLog {
                 .sync_data()
                 .map_err(|e| ArchiveError::io("sync segment", &path, e))?;
         }
+        self.store.put_log_head(batch, head)?;
+        self.files
+            .commit(&self.store, std::mem::take(batch), false)?;
         active.len += buf.len() as u64;
         buf.clear();
-        self.store.put_log_head(batch, head)?;
-        self.store.commit(std::mem::take(batch))?;
         self.head = *head;
         Ok(())
     }
@@ -446,14 +528,20 @@ impl BlockLog {
     /// Seals the open segment even if it is below the size threshold (e.g. at shutdown or before a
     /// demo restore). Returns the sealed id, or None when no segment is open or it holds no block.
     pub fn seal_active(&mut self) -> Result<Option<u64>> {
+        self.check_healthy()?;
         match &self.active {
-            Some(a) if a.len > SEGMENT_HEADER_BYTES as u64 => self.seal_active_inner().map(Some),
+            Some(a) if a.len > SEGMENT_HEADER_BYTES as u64 => {
+                let sealed = self.seal_active_inner();
+                self.poison_on_error(sealed).map(Some)
+            }
             _ => Ok(None),
         }
     }
 
+    /// Seals the open segment. The segment stays open in memory until its sealed record is
+    /// committed, so a failure leaves it where recovery finds it.
     fn seal_active_inner(&mut self) -> Result<u64> {
-        let Some(active) = self.active.take() else {
+        let Some(active) = self.active.as_ref() else {
             return Err(ArchiveError::Codec("seal without an open segment".into()));
         };
         let path = self.segment_path(active.id);
@@ -461,21 +549,11 @@ impl BlockLog {
             .file
             .sync_all()
             .map_err(|e| ArchiveError::io("sync sealed segment", &path, e))?;
-        let mut header = [0u8; SEGMENT_HEADER_BYTES];
-        active
-            .file
-            .read_exact_at(&mut header, 0)
-            .map_err(|e| ArchiveError::io("read segment header", &path, e))?;
-        let first = SegmentHeader::decode(&header)
-            .map_err(|reason| ArchiveError::SegmentFileCorrupt {
-                path: path.clone(),
-                offset: 0,
-                reason,
-            })?
-            .first_number;
+        let first = read_header(active.file.as_ref(), &path)?.first_number;
         let last = self.head.last.map(|l| l.0).unwrap_or(first);
         let hashes = self.store.hashes_in(first, last)?;
-        let segment_hash = hash_file(&path, active.len)?;
+        let segment_hash = hash_segment(active.file.as_ref(), active.len)
+            .map_err(|e| ArchiveError::io("hash segment", &path, e))?;
         let sealed = SealedSegment {
             segment: active.id,
             first_number: first,
@@ -491,20 +569,22 @@ impl BlockLog {
         let mut batch = Batch::default();
         self.store.put_sealed(&mut batch, &sealed)?;
         self.store.put_log_head(&mut batch, &head)?;
-        self.store.commit_synced(batch)?;
+        self.files.commit(&self.store, batch, true)?;
         self.head = head;
+        self.active = None;
         tracing::debug!(
-            segment = active.id,
+            segment = sealed.segment,
             first,
             last,
-            bytes = active.len,
+            bytes = sealed.bytes,
             "sealed segment"
         );
-        Ok(active.id)
+        Ok(sealed.segment)
     }
 
     /// Reads a block from the local log.
     pub fn get(&self, number: u64) -> Result<Option<BlockRecord>> {
+        self.check_healthy()?;
         let Some(loc) = self.store.location(number)? else {
             return Ok(None);
         };
@@ -524,6 +604,7 @@ impl BlockLog {
     /// numbers and parent hashes continuous, each block indexed once at its offset, sealed segments'
     /// hashes unchanged. Returns the number of blocks checked.
     pub fn verify(&self) -> Result<u64> {
+        self.check_healthy()?;
         let mut blocks = 0u64;
         let mut prev: Option<(u64, [u8; 32])> = None;
         // Files below this were deleted on purpose once the hosters held them (verified).
@@ -616,7 +697,7 @@ impl BlockLog {
 }
 
 /// pread until `buf` is full or EOF; returns bytes read.
-fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> std::io::Result<usize> {
+fn read_full_at(file: &dyn SegmentFile, buf: &mut [u8], mut at: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         let n = file.read_at(&mut buf[done..], at)?;
@@ -629,7 +710,6 @@ fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> std::io::Result<usi
     Ok(done)
 }
 
-/// BLAKE3 of the first `len` bytes of a file.
 /// Reads block `number`'s record from a segment file at its catalog location and checks it is
 /// that block. None when the file does not exist (e.g. pruned after dispersal).
 pub(crate) fn read_record_at(
@@ -664,6 +744,7 @@ pub(crate) fn read_record_at(
     }
 }
 
+/// BLAKE3 of the first `len` bytes of a file.
 pub fn hash_file(path: &Path, len: u64) -> Result<[u8; 32]> {
     let file = File::open(path).map_err(|e| ArchiveError::io("open segment", path, e))?;
     let mut hasher = blake3::Hasher::new();
@@ -674,8 +755,47 @@ pub fn hash_file(path: &Path, len: u64) -> Result<[u8; 32]> {
     Ok(*hasher.finalize().as_bytes())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ArchiveError::io("sync directory", dir, e))
+/// Reads and checks a segment file's header.
+fn read_header(file: &dyn SegmentFile, path: &Path) -> Result<SegmentHeader> {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let n = read_full_at(file, &mut header, 0)
+        .map_err(|e| ArchiveError::io("read segment header", path, e))?;
+    SegmentHeader::decode(&header[..n]).map_err(|reason| ArchiveError::SegmentFileCorrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason,
+    })
+}
+
+/// BLAKE3 of the first `len` bytes of an open segment.
+fn hash_segment(file: &dyn SegmentFile, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; COPY_CHUNK_BYTES];
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(COPY_CHUNK_BYTES as u64) as usize;
+        let n = read_full_at(file, &mut buf[..want], at)?;
+        if n < want {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// Writes `from..to` of a file again with the bytes it reads there.
+fn rewrite_range(file: &dyn SegmentFile, from: u64, to: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; COPY_CHUNK_BYTES.min((to - from) as usize)];
+    let mut at = from;
+    while at < to {
+        let want = (to - at).min(buf.len() as u64) as usize;
+        let n = read_full_at(file, &mut buf[..want], at)?;
+        if n < want {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        file.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }

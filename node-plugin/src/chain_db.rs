@@ -239,6 +239,13 @@ impl ChainDb {
         self.db.write(batch).map_err(db_err("write block"))
     }
 
+    /// Makes every write so far durable (syncs RocksDB's write-ahead log).
+    pub fn sync(&self) -> Result<()> {
+        self.db
+            .flush_wal(true)
+            .map_err(db_err("sync write-ahead log"))
+    }
+
     /// Marks `(number, hash)` finalized, attaching its justifications.
     pub fn finalize(
         &self,

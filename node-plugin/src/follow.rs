@@ -258,7 +258,10 @@ impl FollowSink for ArchiveSink<'_> {
                     .collect(),
             })
             .collect();
-        let summary = self.log.append_batch(&records).map_err(|e| e.to_string())?;
+        // A failed write poisons the log: it is reopened rather than retried on (the follow loop
+        // then resumes from what the reopened log holds).
+        let summary =
+            crate::plugin::append_restarting(self.log, &records).map_err(|e| e.to_string())?;
         if !summary.sealed.is_empty() {
             (self.on_sealed)();
         }

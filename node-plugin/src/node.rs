@@ -117,6 +117,12 @@ pub trait FinalityPlugin: Send {
     fn on_finalized(&mut self, block: &FinalizedBlock<'_>) -> Result<(), String>;
     /// Blocks below this number may be deleted from the node: the archive provably holds them.
     fn prune_watermark(&self) -> u64;
+    /// A finalized block the plugin holds (block bytes, justifications), for a node whose
+    /// database lost it (power loss). None when the plugin does not hold it.
+    fn held_block(&self, number: u64) -> Result<Option<BlockBytes>, String> {
+        let _ = number;
+        Ok(None)
+    }
 }
 
 /// Node settings beyond the chain spec.
@@ -189,6 +195,15 @@ fn decode_header(number: u64, bytes: &[u8]) -> Result<Header, NodeError> {
         number,
         reason: e.to_string(),
     })
+}
+
+fn decode_block_hash(number: u64, bytes: &[u8]) -> Result<Hash, NodeError> {
+    Block::from_bytes(bytes)
+        .map(|b| b.hash())
+        .map_err(|e| NodeError::InvalidBlock {
+            number,
+            reason: e.to_string(),
+        })
 }
 
 impl Node {
@@ -290,6 +305,8 @@ impl Node {
                 cfg,
             }),
         };
+        // The plugin may be ahead of the node after a power loss: take back what it holds.
+        node.reconcile_with_plugin()?;
         // The plugin may be behind the node after a crash: hand it what it lacks.
         {
             let mut chain = lock(&node.inner.chain);
@@ -300,6 +317,69 @@ impl Node {
 
     pub fn spec(&self) -> &ChainSpec {
         &self.inner.spec
+    }
+
+    /// After a power loss the node's database may lack finalized blocks its plugin (the archive)
+    /// already holds. Imports them from the plugin, each verified by [`check_block`] as a sync
+    /// does, so the node continues the archived chain instead of authoring a fork of it. Returns
+    /// how many blocks were imported.
+    fn reconcile_with_plugin(&self) -> Result<u64, NodeError> {
+        let (want, finalized, best) = {
+            let c = lock(&self.inner.chain);
+            (c.plugin_next, c.finalized.0, c.best.0)
+        };
+        if want <= finalized + 1 {
+            return Ok(0);
+        }
+        let archived_last = want - 1;
+        // Blocks the node holds but never saw finalized must be the archived ones.
+        for n in finalized + 1..=best.min(archived_last) {
+            let (block, _) = self.held_block(n)?;
+            let archived = decode_block_hash(n, &block)?;
+            let local = self.header(n)?.map(|h| h.hash());
+            if local != Some(archived) {
+                return Err(NodeError::Setup(format!(
+                    "block {n}: the node holds {} but its archive holds the finalized block 0x{}; remove the node's database and sync it from the archive",
+                    local.map_or("nothing".into(), |h| format!("0x{}", hex::encode(h))),
+                    hex::encode(archived)
+                )));
+            }
+        }
+        let mut imported = 0;
+        for n in best + 1..=archived_last {
+            let (block, justifications) = self.held_block(n)?;
+            self.import_finalized(&block, justifications.as_deref(), true)?;
+            imported += 1;
+        }
+        let mut chain = lock(&self.inner.chain);
+        if chain.finalized.0 < archived_last {
+            // The node held every archived block, only not as finalized.
+            let (block, justifications) = self.held_block(archived_last)?;
+            let hash = decode_block_hash(archived_last, &block)?;
+            self.inner
+                .db
+                .finalize(archived_last, &hash, justifications.as_deref())?;
+            chain.finalized = (archived_last, hash);
+        }
+        tracing::warn!(
+            imported,
+            finalized = chain.finalized.0,
+            "the node's database was behind its archive (power loss?): took the archived finalized blocks back"
+        );
+        Ok(imported)
+    }
+
+    /// Finalized block `n` from the plugin; an error when the plugin has none or no such block.
+    fn held_block(&self, n: u64) -> Result<BlockBytes, NodeError> {
+        lock(&self.inner.plugin)
+            .as_ref()
+            .map_or(Ok(None), |p| p.held_block(n))
+            .map_err(NodeError::Plugin)?
+            .ok_or_else(|| {
+                NodeError::Plugin(format!(
+                    "the plugin holds blocks up to its next needed one but returned none for block {n}"
+                ))
+            })
     }
 
     pub fn genesis_hash(&self) -> Hash {
@@ -513,6 +593,11 @@ impl Node {
             chain.plugin_next = chain.finalized.0 + 1;
             return Ok(());
         };
+        if chain.plugin_next <= chain.finalized.0 {
+            // The archive fsyncs what it takes: the node's own copy must not be the one a power
+            // loss can take back, or the archive would be ahead of the node.
+            self.inner.db.sync()?;
+        }
         while chain.plugin_next <= chain.finalized.0 {
             let n = chain.plugin_next;
             let missing = |what: &str| {

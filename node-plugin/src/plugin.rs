@@ -10,6 +10,7 @@ use archiver::record::{BlockRecord, StateChange};
 use archiver::{Archive, Disperser, HistoryReader};
 use tokio::sync::Notify;
 
+use crate::chain_db::BlockBytes;
 use crate::node::{FinalityPlugin, FinalizedBlock};
 
 /// How often the background task retries a stalled dispersal or verification: short enough that
@@ -75,6 +76,7 @@ pub struct ArchivePlugin {
     archive: Archive,
     handle: ArchivePluginHandle,
     task: tokio::task::JoinHandle<()>,
+    rt: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for ArchivePlugin {
@@ -124,6 +126,7 @@ impl ArchivePlugin {
                 archive,
                 handle: handle.clone(),
                 task,
+                rt: rt.clone(),
             },
             handle,
         )
@@ -136,6 +139,39 @@ impl ArchivePlugin {
     /// The archive, for a follower that appends itself (see `follow::ArchiveSink`).
     pub fn archive_mut(&mut self) -> &mut Archive {
         &mut self.archive
+    }
+
+    /// A block whose local segment file was pruned, read from the hosters. Runs on a thread of
+    /// its own, as the caller (the node, opening) may be on a runtime thread; the runtime must be
+    /// multi-threaded (the binary's is) so that its drivers run while this thread waits.
+    fn block_from_hosters(&self, number: u64) -> Result<Option<BlockRecord>, String> {
+        let reader = self.handle.reader.clone();
+        let rt = self.rt.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || rt.block_on(reader.block(number)))
+                .join()
+                .map_err(|_| format!("reading block {number} from the hosters panicked"))?
+                .map_err(|e| format!("read block {number} from the hosters: {e}"))
+        })
+    }
+}
+
+/// Appends `record`; when that poisons the log (a failed write, fsync or commit), reopens it —
+/// recovering as after a crash — and appends once more on the fresh handle, never on the old one.
+pub fn append_restarting(
+    log: &mut archiver::BlockLog,
+    records: &[BlockRecord],
+) -> archiver::Result<archiver::AppendSummary> {
+    if log.poisoned().is_some() {
+        log.reopen()?;
+    }
+    match log.append_batch(records) {
+        Err(e) if log.poisoned().is_some() => {
+            tracing::warn!(error = %e, "archive log failed; reopening it and appending again");
+            log.reopen()?;
+            log.append_batch(records)
+        }
+        other => other,
     }
 }
 
@@ -195,10 +231,7 @@ impl FinalityPlugin for ArchivePlugin {
                 })
                 .collect(),
         };
-        let summary = self
-            .archive
-            .log_mut()
-            .append_batch(std::slice::from_ref(&record))
+        let summary = append_restarting(self.archive.log_mut(), std::slice::from_ref(&record))
             .map_err(|e| format!("append block {}: {e}", b.number))?;
         if !summary.sealed.is_empty() {
             self.handle.wake();
@@ -208,5 +241,19 @@ impl FinalityPlugin for ArchivePlugin {
 
     fn prune_watermark(&self) -> u64 {
         self.handle.watermark.load(Ordering::SeqCst)
+    }
+
+    fn held_block(&self, number: u64) -> Result<Option<BlockBytes>, String> {
+        let log = self.archive.log();
+        if log.last().is_none_or(|(last, _)| number > last) {
+            return Ok(None);
+        }
+        let record = match log.get(number) {
+            Ok(r) => r,
+            // Its local segment file was pruned once the hosters held it (the history reader
+            // tries the local file first, then the hosters).
+            Err(_) => self.block_from_hosters(number)?,
+        };
+        Ok(record.map(|r| (r.block, r.justification)))
     }
 }
