@@ -379,3 +379,115 @@ async fn rot_spread_over_every_hoster_is_restored_and_repaired() {
     assert!(o.status.success(), "{}", text(&o));
     same_as_local(&out);
 }
+
+/// Resident and peak resident memory of a process, KiB (`VmRSS`, `VmHWM`).
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 200 concurrent history-RPC reads, each of a block in a different pruned segment: rebuilds are
+/// bounded (`HISTORY_REBUILDS_MAX`), so the server's peak RSS stays near its idle RSS instead of
+/// growing with one rebuilt segment per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_rpc_memory_stays_bounded_under_200_reads_of_pruned_segments() {
+    use jsonrpsee::core::client::ClientT;
+    const SEGMENT_BYTES: u64 = 512 * 1024;
+    const READS: u64 = 200;
+    /// Peak RSS allowed above the idle server. Measured: 11 MiB with rebuilds bounded, 51 MiB
+    /// with them unbounded (one rebuild of shards + plaintext per request in flight).
+    const PEAK_ABOVE_IDLE_KIB_MAX: u64 = 32 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let hosters = start_hosters(Path::new(EXE), &dir.path().join("hosters"), 6, 3).unwrap();
+    let config = write_cluster_config(dir.path(), &hosters, 4, 2, SEGMENT_BYTES).unwrap();
+    let mut archive = open_archive(&config).unwrap();
+    assert!(archive.prepare_hosters().await.is_empty());
+    ingest_synthetic(
+        &mut archive,
+        3,
+        None,
+        Some((READS + 2) * SEGMENT_BYTES),
+        true,
+        true,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let segments = archive.store().dispersed_next().unwrap();
+    assert!(segments >= READS, "{segments}");
+    let firsts: Vec<u64> = (0..READS)
+        .map(|s| archive.store().sealed(s).unwrap().unwrap().first_number)
+        .collect();
+    drop(archive);
+    let o = archiver(&config, &["prune"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut rpc = Command::new(EXE)
+        .arg("--config")
+        .arg(&config)
+        .args(["rpc", "--listen", "127.0.0.1:0", "--cache-mib", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(rpc.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("rpc listening on ")
+        .unwrap()
+        .to_string();
+    let client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .request_timeout(std::time::Duration::from_secs(120))
+        .max_concurrent_requests(READS as usize)
+        .build(format!("http://{addr}"))
+        .unwrap();
+    let mut hashes = Vec::new();
+    for n in &firsts {
+        let h: serde_json::Value = client
+            .request("chain_getBlockHash", jsonrpsee::rpc_params![n])
+            .await
+            .unwrap();
+        hashes.push(h);
+    }
+    let (idle, _) = rss_kib(rpc.id());
+    let reads = hashes.iter().map(|h| {
+        let client = client.clone();
+        let h = h.clone();
+        async move {
+            client
+                .request::<serde_json::Value, _>("chain_getBlock", jsonrpsee::rpc_params![h])
+                .await
+        }
+    });
+    let answers = futures::future::join_all(reads).await;
+    let (after, peak) = rss_kib(rpc.id());
+    let _ = rpc.kill();
+    let _ = rpc.wait();
+    for (a, n) in answers.iter().zip(&firsts) {
+        let block = a.as_ref().unwrap_or_else(|e| panic!("block {n}: {e}"));
+        let number = block["block"]["header"]["number"].as_str().unwrap();
+        assert_eq!(u64::from_str_radix(&number[2..], 16).unwrap(), *n);
+    }
+    println!(
+        "history RPC, {READS} concurrent reads of {READS} pruned segments: RSS idle {} MiB, \
+         after {} MiB, peak {} MiB (bound: idle + {} MiB)",
+        idle / 1024,
+        after / 1024,
+        peak / 1024,
+        PEAK_ABOVE_IDLE_KIB_MAX / 1024
+    );
+    assert!(
+        peak < idle + PEAK_ABOVE_IDLE_KIB_MAX,
+        "peak {peak} KiB, idle {idle} KiB"
+    );
+}

@@ -17,6 +17,11 @@ use crate::store::{Location, Store};
 
 /// Default bound of the segment cache: a few default-size segments, far below a validator's RAM.
 pub const HISTORY_CACHE_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
+/// Segments rebuilt from the hosters at once; later readers of other segments wait. A rebuild
+/// holds about 2.5 segments (k+m shards and the plaintext): two keep both cores busy while a
+/// flood of requests for different pruned segments stays near 5 segments of memory, not one
+/// rebuild per request in the validator's own process.
+pub const HISTORY_REBUILDS_MAX: usize = 2;
 
 type Shared = Arc<OnceCell<std::result::Result<Arc<Vec<u8>>, String>>>;
 
@@ -37,6 +42,8 @@ pub struct HistoryReader {
     cache_bytes_max: usize,
     cache: Mutex<Lru>,
     inflight: Mutex<HashMap<u64, Shared>>,
+    /// `HISTORY_REBUILDS_MAX` permits, one per rebuild from the hosters.
+    rebuilds: tokio::sync::Semaphore,
     pub stats: HistoryStats,
 }
 
@@ -94,6 +101,7 @@ impl HistoryReader {
             cache_bytes_max,
             cache: Mutex::new(Lru::default()),
             inflight: Mutex::new(HashMap::new()),
+            rebuilds: tokio::sync::Semaphore::new(HISTORY_REBUILDS_MAX),
             stats: HistoryStats::default(),
         }
     }
@@ -186,6 +194,15 @@ impl HistoryReader {
     }
 
     async fn fetch(&self, segment: u64) -> Result<Arc<Vec<u8>>> {
+        let _permit = self
+            .rebuilds
+            .acquire()
+            .await
+            .map_err(|_| ArchiveError::Task("history rebuild limiter closed".into()))?;
+        // Another waiter may have put it in the cache while this one waited for a permit.
+        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(segment)) {
+            return Ok(hit);
+        }
         // The local manifest is authoritative (it was checked when written); the hosters'
         // placement may be newer after a repair, so prefer theirs when it is for the same manifest.
         let meta = match (

@@ -32,6 +32,16 @@ pub const ERROR_INVALID_PARAMS: i32 = -32602;
 pub const ARCHIVE_POLL_MS: u64 = 250;
 /// Connections served at once: bounded so a client flood cannot exhaust file descriptors.
 pub const RPC_CONNECTIONS_MAX: u32 = 256;
+/// Calls in one JSON-RPC batch: each may rebuild a pruned block's segment, so a batch must not
+/// turn one request into unbounded work (polkadot.js and subxt batch far fewer).
+pub const RPC_BATCH_CALLS_MAX: u32 = 64;
+/// Subscriptions one connection may hold: each is a task and a notification queue.
+pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 32;
+/// Bytes of one request: extrinsics and parameters are small.
+pub const RPC_REQUEST_BYTES_MAX: u32 = 2 * 1024 * 1024;
+/// Bytes of one response (a batch counts whole): the largest block the archive accepts (16 MiB)
+/// hex-encoded with its JSON still fits.
+pub const RPC_RESPONSE_BYTES_MAX: u32 = 40 * 1024 * 1024;
 
 fn err(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned::<()>(code, msg.into(), None)
@@ -757,6 +767,12 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_connections(RPC_CONNECTIONS_MAX)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
+            RPC_BATCH_CALLS_MAX,
+        ))
+        .max_subscriptions_per_connection(RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX)
+        .max_request_body_size(RPC_REQUEST_BYTES_MAX)
+        .max_response_body_size(RPC_RESPONSE_BYTES_MAX)
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     let local = server.local_addr()?;
