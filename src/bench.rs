@@ -168,6 +168,11 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()
     println!("  synthetic generator    {:>6.2} GB/s", gb(generator));
     println!("ratios:");
     for (k, m, r) in &runs {
+        println!(
+            "  {:<22} part hashes (BLAKE3 over every shard byte) take {:>4.1}% of the codec's per-byte cost",
+            r.label,
+            100.0 * stages.part_hash_share(*k, *m)
+        );
         let bound = stages.codec_bound(*k, *m) / 1e6;
         // Every ingested byte is written as a new file once by the log and (k+m)/k times by the
         // hosters, which share this machine's disk here (in production they are elsewhere).

@@ -510,7 +510,7 @@ impl Disperser {
             expected.push((segment, self.metadata_records(&manifest, &placement)?));
             report.segments_checked += 1;
         }
-        let mut checks = Vec::new();
+        let mut checks: Vec<RecordToCheck> = Vec::new();
         for h in self.hosters().all() {
             if let Err(e) = timed(h.ping()).await {
                 report
@@ -524,11 +524,16 @@ impl Disperser {
                 }
             }
         }
-        let outcomes: Vec<_> = futures::stream::iter(checks)
+        // Futures built before the stream: a closure inside the stream would make this future
+        // not provably `Send` for the maintenance task that runs it.
+        let checks: Vec<_> = checks
+            .into_iter()
             .map(|(h, segment, kind, name, bytes)| async move {
                 let verdict = check_record(h.as_ref(), &name, &bytes).await;
                 (h.name().to_string(), segment, kind, verdict)
             })
+            .collect();
+        let outcomes: Vec<_> = futures::stream::iter(checks)
             .buffer_unordered(SCRUB_CONCURRENCY)
             .collect()
             .await;
@@ -901,6 +906,9 @@ impl Disperser {
         Ok((placement, repaired))
     }
 }
+
+/// (hoster, segment, record kind, name, expected bytes): one record a scrub checks.
+type RecordToCheck = (Arc<dyn ShardHost>, u64, &'static str, Vec<u8>, Vec<u8>);
 
 /// One metadata record on one hoster, as a scrub saw it.
 enum RecordCheck {

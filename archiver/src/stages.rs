@@ -24,12 +24,22 @@ pub struct StageLimits {
 
 impl StageLimits {
     /// The codec's single-core bound per byte of segment data for k+m: encrypt every byte, encode,
-    /// and hash (k+m)/k bytes of shards.
+    /// and hash (k+m)/k bytes of shards twice (the chunk tree for the shard root, plain BLAKE3 for
+    /// the part hashes).
     pub fn codec_bound(&self, k: usize, m: usize) -> f64 {
         let rs = if k >= 16 { self.rs_16_4 } else { self.rs_4_2 };
-        let per_byte =
-            1.0 / self.aes_gcm + 1.0 / rs + ((k + m) as f64 / k as f64) / self.merkle_chunks;
+        let expansion = (k + m) as f64 / k as f64;
+        let per_byte = 1.0 / self.aes_gcm
+            + 1.0 / rs
+            + expansion / self.merkle_chunks
+            + expansion / self.blake3;
         1.0 / per_byte
+    }
+
+    /// Share of the codec's per-byte cost that the part hashes take for k+m.
+    pub fn part_hash_share(&self, k: usize, m: usize) -> f64 {
+        let expansion = (k + m) as f64 / k as f64;
+        (expansion / self.blake3) * self.codec_bound(k, m)
     }
 }
 

@@ -175,7 +175,51 @@ pub fn append_restarting(
     }
 }
 
+/// Segments whose metadata one scrub checks on every hoster: the whole archive is covered over
+/// (segments / this) scrubs, each a few small reads per record and hoster.
+pub const METADATA_SCRUB_SEGMENTS_PER_PASS: u64 = 64;
+/// How often the maintenance loop scrubs metadata (missing manifest, placement and head records
+/// are written again): often enough that an owner's deletion is healed within minutes, rarely
+/// enough that the reads cost nothing next to dispersal.
+pub const METADATA_SCRUB_INTERVAL_MS: u64 = 60_000;
+
+/// Where the next metadata scrub starts, and when the last one ran.
+#[derive(Default)]
+struct ScrubCursor {
+    next: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl ScrubCursor {
+    /// One scrub window if the interval passed; a window past the end starts over at 0.
+    async fn step(&mut self, disperser: &Disperser) -> archiver::Result<()> {
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(METADATA_SCRUB_INTERVAL_MS));
+        if !due {
+            return Ok(());
+        }
+        self.last = Some(std::time::Instant::now());
+        let window = self.next..self.next + METADATA_SCRUB_SEGMENTS_PER_PASS;
+        let report = disperser.scrub_metadata(window).await?;
+        if !report.republished.is_empty() || !report.damaged.is_empty() {
+            tracing::warn!(
+                republished = report.republished.len(),
+                damaged = report.damaged.len(),
+                "metadata scrub found records missing or damaged on hosters"
+            );
+        }
+        self.next = if report.segments_checked < METADATA_SCRUB_SEGMENTS_PER_PASS {
+            0
+        } else {
+            self.next + METADATA_SCRUB_SEGMENTS_PER_PASS
+        };
+        Ok(())
+    }
+}
+
 async fn maintain(disperser: Disperser, handle: ArchivePluginHandle, keep: u64) {
+    let mut scrub = ScrubCursor::default();
     loop {
         let _ = tokio::time::timeout(
             Duration::from_millis(MAINTENANCE_RETRY_MS),
@@ -190,6 +234,10 @@ async fn maintain(disperser: Disperser, handle: ArchivePluginHandle, keep: u64) 
         if let Err(e) = disperser.verify_dispersed().await {
             tracing::warn!(error = %e, "read-back verification failed; pruning waits");
             error.get_or_insert(format!("verify: {e}"));
+        }
+        if let Err(e) = scrub.step(&disperser).await {
+            tracing::warn!(error = %e, "metadata scrub failed");
+            error.get_or_insert(format!("metadata scrub: {e}"));
         }
         let watermark = match disperser.safe_prune_watermark() {
             Ok(w) => w,
