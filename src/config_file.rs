@@ -167,7 +167,16 @@ impl ConfigFile {
             .with_context(|| format!("create config {} (it must not exist yet)", path.display()))?;
         f.write_all(header.as_bytes())
             .and_then(|_| f.write_all(text.as_bytes()))
+            .and_then(|_| f.sync_all())
             .with_context(|| format!("write config {}", path.display()))?;
+        // The master key exists nowhere else: the file and its name must survive a power cut.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("sync directory {}", dir.display()))?;
         Ok(())
     }
 }
@@ -372,7 +381,9 @@ mod tests {
 
         let ok = format!("master_key = \"{}\"\ndata_dir = \"d\"\n", "ab".repeat(32));
         let path = write(dir.path(), &ok);
-        assert!(ConfigFile::load(&path).is_ok());
+        // Mode 0600 passes the check (what fails then is only the missing hosters).
+        let err = format!("{:#}", ConfigFile::load(&path).err().unwrap());
+        assert!(!err.contains("chmod") && !err.contains("abab"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = format!("{:#}", ConfigFile::load(&path).err().unwrap());
         assert!(err.contains("chmod 600") && !err.contains("abab"), "{err}");

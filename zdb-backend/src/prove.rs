@@ -126,6 +126,9 @@ pub fn load_or_create_identity(dir: &Path) -> io::Result<SigningKey> {
                 .open(&path)?;
             f.write_all(&seed)?;
             f.sync_all()?;
+            // The file's name is durable only once its directory is: a power cut must not bring
+            // the hoster back with a new identity its verifiers do not know.
+            std::fs::File::open(dir)?.sync_all()?;
             Ok(SigningKey::from_bytes(&seed))
         }
         Err(e) => Err(e),

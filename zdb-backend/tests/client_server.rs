@@ -209,9 +209,15 @@ async fn namespace_passwords_private_and_public() {
     owner.ensure_namespace(false).await.unwrap(); // idempotent
     owner.set(b"k", b"v").await.unwrap();
     let info = owner.ns_info().await.unwrap();
-    assert!(info.password && info.public);
+    // A namespace given a password is made private by `ensure_namespace`.
+    assert!(info.password && !info.public);
 
     // Public + password: readable without the password, not writable.
+    let admin = client(hoster.addr, "default");
+    admin
+        .command(&[b"NSSET", b"shards", b"public", b"1"])
+        .await
+        .unwrap();
     let reader = client(hoster.addr, "shards");
     assert_eq!(reader.get(b"k").await.unwrap().unwrap(), b"v");
     assert!(matches!(
@@ -224,7 +230,6 @@ async fn namespace_passwords_private_and_public() {
     ));
 
     // Private + password: refused without it, and with a wrong one.
-    let admin = client(hoster.addr, "default");
     admin
         .command(&[b"NSSET", b"shards", b"public", b"0"])
         .await
