@@ -119,8 +119,14 @@ impl ConfigFile {
             std::fs::read_to_string(path)
                 .with_context(|| format!("read config {}", path.display()))?,
         );
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` names the file in errors and anchors a relative
+    /// `data_dir`. Split from [`load`](Self::load) so the fuzz targets reach it without a file.
+    pub fn parse(text: &str, path: &Path) -> Result<Loaded> {
         let file: ConfigFile =
-            toml::from_str(&text).map_err(|e| redacted_parse_error(path, &text, &e))?;
+            toml::from_str(text).map_err(|e| redacted_parse_error(path, text, &e))?;
         let key = MasterKey::from_hex(&file.master_key)
             .with_context(|| format!("config {}: master_key", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));

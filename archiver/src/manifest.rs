@@ -263,8 +263,9 @@ impl Manifest {
         if self.cipher != CIPHER_AES_256_GCM {
             return Err(format!("unknown cipher id {}", self.cipher));
         }
+        // Checked: both sizes are read from the record, and a sum past u32 is just inconsistent.
         if self.frame_plain_bytes == 0
-            || self.piece_bytes != self.frame_plain_bytes + TAG_BYTES as u32
+            || self.frame_plain_bytes.checked_add(TAG_BYTES as u32) != Some(self.piece_bytes)
         {
             return Err("frame and piece sizes disagree".into());
         }
@@ -283,7 +284,7 @@ impl Manifest {
         }
         let frames = frame_count(self.payload_bytes, self.frame_plain_bytes);
         let stripes = frames.div_ceil(self.data_shards as u64);
-        if self.shard_bytes != stripes * self.piece_bytes as u64 {
+        if stripes.checked_mul(u64::from(self.piece_bytes)) != Some(self.shard_bytes) {
             return Err("shard size does not match the segment size".into());
         }
         Ok(())
@@ -593,6 +594,22 @@ pub(crate) mod tests {
             part_bytes: 1024,
             part_hashes: vec![[9; 32], [10; 32], [11; 32]],
         }
+    }
+
+    /// Found by the `manifest` fuzz target: sizes whose sum or product leaves u32/u64 are refused
+    /// as inconsistent instead of overflowing.
+    #[test]
+    fn sizes_past_the_integer_range_are_refused() {
+        let mut m = sample();
+        m.frame_plain_bytes = u32::MAX - 1;
+        m.piece_bytes = 14;
+        let err = Manifest::decode(3, &m.encode()).unwrap_err().to_string();
+        assert!(err.contains("frame and piece sizes disagree"), "{err}");
+        let mut m = sample();
+        (m.frame_plain_bytes, m.piece_bytes, m.chunk_bytes) = (1, 17, 17);
+        (m.segment_bytes, m.payload_bytes) = (u64::MAX, u64::MAX);
+        let err = Manifest::decode(3, &m.encode()).unwrap_err().to_string();
+        assert!(err.contains("shard size does not match"), "{err}");
     }
 
     #[test]

@@ -272,9 +272,8 @@ fn tree_id(scope: &[u8], key: &[u8]) -> [u8; 32] {
 }
 
 /// Tree file: magic (8) ‖ part count u32 LE ‖ leaf count u64 LE ‖ part lengths u64 LE each ‖
-/// leaves 32 bytes each ‖ BLAKE3 of everything before (32). Written to a temporary name and
-/// renamed, so a crash leaves the old file or none; a torn or foreign file fails its checksum.
-fn write_tree_file(path: &Path, part_lens: &[u64], leaves: &[[u8; 32]]) -> io::Result<()> {
+/// leaves 32 bytes each ‖ BLAKE3 of everything before (32).
+pub fn encode_tree_file(part_lens: &[u64], leaves: &[[u8; 32]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(52 + part_lens.len() * 8 + leaves.len() * 32);
     out.extend_from_slice(TREE_FILE_MAGIC);
     out.extend_from_slice(&(part_lens.len() as u32).to_le_bytes());
@@ -287,6 +286,13 @@ fn write_tree_file(path: &Path, part_lens: &[u64], leaves: &[[u8; 32]]) -> io::R
     }
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Written to a temporary name and renamed, so a crash leaves the old file or none; a torn or
+/// foreign file fails its checksum.
+fn write_tree_file(path: &Path, part_lens: &[u64], leaves: &[[u8; 32]]) -> io::Result<()> {
+    let out = encode_tree_file(part_lens, leaves);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -301,7 +307,12 @@ fn read_tree_file(path: &Path, part_lens: &[u64]) -> Option<Vec<[u8; 32]>> {
     if meta.len() > TREE_FILE_BYTES_MAX {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    decode_tree_file(&std::fs::read(path).ok()?, part_lens)
+}
+
+/// The leaves in tree file bytes, if they are intact and were made from parts of `part_lens`
+/// (untrusted bytes: anything else is `None`, never a panic).
+pub fn decode_tree_file(bytes: &[u8], part_lens: &[u64]) -> Option<Vec<[u8; 32]>> {
     let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
     if blake3::hash(body).as_bytes() != sum || !body.starts_with(TREE_FILE_MAGIC) {
         return None;

@@ -192,6 +192,10 @@ impl NsProps {
         if flags & !0x07 != 0 || body[15] != 0 {
             return Err("reserved bits set".to_owned());
         }
+        // `encode` writes no password bytes without the flag: such a file is not one it wrote.
+        if flags & 0x04 == 0 && password_len != 0 {
+            return Err("password bytes without the password flag".to_owned());
+        }
         if body.len() != 24 + name_len + password_len {
             return Err("lengths do not match the file size".to_owned());
         }
@@ -312,6 +316,16 @@ mod tests {
             ..p
         };
         assert_eq!(NsProps::decode(&empty_pw.encode()).unwrap(), empty_pw);
+        // Found by the `hoster_format` fuzz target: password bytes without the password flag
+        // decoded as "no password", silently dropping them; such a file is refused now.
+        let mut no_flag = NsProps::new(b"ns").encode();
+        no_flag[14] = 1;
+        no_flag.insert(26, b'x');
+        let end = no_flag.len() - 4;
+        let crc = crc32fast::hash(&no_flag[..end]);
+        no_flag[end..].copy_from_slice(&crc.to_le_bytes());
+        let err = NsProps::decode(&no_flag).unwrap_err();
+        assert!(err.contains("password flag"), "{err}");
     }
 
     #[test]

@@ -386,6 +386,31 @@ fn check_exposure(cfg: &HosterServerConfig) -> Result<(), HosterError> {
     Ok(())
 }
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Opens one namespace the way a restarting hoster does (index rebuilt from the data log, torn
+/// tail cut, damage skipped) and returns every live (key, value), in log order. The seam the
+/// recovery fuzz target (`fuzz/`) drives with made-up logs; the server itself opens namespaces in
+/// `bind`.
+#[doc(hidden)]
+pub fn replay_namespace(
+    storage: &dyn HosterStorage,
+    name: &[u8],
+) -> Result<Vec<KeyValue>, HosterError> {
+    let ns = Namespace::open(storage, name, false)?;
+    let mut live = Vec::new();
+    for (_, key, _, _) in ns.scan(None, usize::MAX) {
+        let Some(loc) = ns.lookup(&key) else { continue };
+        let value = ns.read_value(&loc).map_err(|source| HosterError::Io {
+            what: "reading a replayed value".to_owned(),
+            source,
+        })?;
+        live.push((key.to_vec(), value));
+    }
+    Ok(live)
+}
+
 fn open_namespaces(
     storage: &dyn HosterStorage,
     sync: bool,
