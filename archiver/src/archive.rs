@@ -595,19 +595,7 @@ impl Disperser {
         while next < dispersed {
             let _one_at_a_time = self.inner.lock.lock().await;
             let segment = next;
-            let manifest = store
-                .manifest(segment)?
-                .ok_or_else(|| ArchiveError::ManifestChain {
-                    segment,
-                    reason: "dispersed but no manifest stored locally".into(),
-                })?;
-            let placement =
-                store
-                    .placement(segment)?
-                    .ok_or_else(|| ArchiveError::PlacementCorrupt {
-                        segment,
-                        reason: "missing".into(),
-                    })?;
+            let (manifest, placement) = self.local_meta(segment)?;
             let remote = self.inner.remote.segment_meta(segment).await?;
             if remote.manifest != manifest {
                 return Err(ArchiveError::ManifestChain {
@@ -699,20 +687,7 @@ impl Disperser {
         let mut report = RepairReport::default();
         let next = self.inner.store.dispersed_next()?;
         for segment in 0..next {
-            let manifest =
-                self.inner
-                    .store
-                    .manifest(segment)?
-                    .ok_or_else(|| ArchiveError::ManifestChain {
-                        segment,
-                        reason: "dispersed but no manifest stored locally".into(),
-                    })?;
-            let placement = self.inner.store.placement(segment)?.ok_or_else(|| {
-                ArchiveError::PlacementCorrupt {
-                    segment,
-                    reason: "missing".into(),
-                }
-            })?;
+            let (manifest, placement) = self.local_meta(segment)?;
             report.segments_checked += 1;
             let mut lost = self.lost_shards(&manifest, &placement, verify).await;
             for &(_, i) in suspect.iter().filter(|(seg, _)| *seg == segment) {
