@@ -8,7 +8,7 @@
 #   FUZZ_TARGET_DIR=DIR                build directory (default ~/.cache/poa-archiver/fuzz-target)
 #
 # Prints per target the executions done, execs/s and OK or CRASH; exits non-zero on any crash
-# (the reproducer is under $FUZZ_TARGET_DIR/fuzz-artifacts/<target>/). New inputs go to a scratch
+# (the reproducer is under $FUZZ_TARGET_DIR/fuzz-work/artifacts/<target>/). New inputs go to a scratch
 # corpus beside the build, so the committed seeds in fuzz/corpus/ stay as they are.
 set -euo pipefail
 cd "$(dirname "$0")"

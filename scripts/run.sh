@@ -42,7 +42,8 @@ fi
 
 case "${1:-}" in
   setup)
-    install_packages "${BUILD_PACKAGES[@]}" $(test_packages)
+    # g++ for libFuzzer's C++ (fuzz/, whose smoke run .ci/run adds).
+    install_packages "${BUILD_PACKAGES[@]}" g++ $(test_packages)
     bash tests/clients/install.sh
     ;;
   demo)
