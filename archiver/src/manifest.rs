@@ -607,6 +607,8 @@ pub(crate) mod tests {
         assert!(err.contains("frame and piece sizes disagree"), "{err}");
         let mut m = sample();
         (m.frame_plain_bytes, m.piece_bytes, m.chunk_bytes) = (1, 17, 17);
+        // One part per shard, a multiple of the chunk size, so the part checks pass.
+        m.part_bytes = 17 * 61;
         (m.segment_bytes, m.payload_bytes) = (u64::MAX, u64::MAX);
         let err = Manifest::decode(3, &m.encode()).unwrap_err().to_string();
         assert!(err.contains("shard size does not match"), "{err}");
