@@ -113,12 +113,12 @@ pub struct Loaded {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Loaded> {
-        crate::secrets::check_private(path)
-            .with_context(|| format!("config {} holds the master key", path.display()))?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("read config {}", path.display()))?,
-        );
+        use std::io::Read as _;
+        let mut text = Zeroizing::new(String::new());
+        zdb_backend::secret::open_private(path)
+            .with_context(|| format!("config {} holds the master key", path.display()))?
+            .read_to_string(&mut text)
+            .with_context(|| format!("read config {}", path.display()))?;
         Self::parse(&text, path)
     }
 

@@ -4,28 +4,8 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use zeroize::Zeroizing;
-
-use zdb_backend::secret::SECRET_FILE_FORBIDDEN_MODE_BITS;
-
-/// Refuses a file that holds secrets when group or others may access it.
-pub fn check_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("stat {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & SECRET_FILE_FORBIDDEN_MODE_BITS != 0 {
-        bail!(
-            "{} holds secrets but is accessible by others (mode {:o}); run chmod 600 {}",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        );
-    }
-    Ok(())
-}
 
 /// Reads a one-line secret from a private file (`zdb_backend::secret`'s rules).
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {

@@ -6,6 +6,8 @@
 //! level in `prover/src/challenge.rs`.)
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -15,17 +17,7 @@ use archiver::audit::{challenge_shard, parse_hoster_key};
 use archiver::hosters::{HostResult, ShardHost};
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
 use archiver_cli::config_file::ConfigFile;
-
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
-
-fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{archiver, EXE};
 
 /// Kills a helper process however the test ends (its inherited stderr would keep the test
 /// harness waiting).

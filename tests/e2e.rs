@@ -4,35 +4,18 @@
 //! search of every hoster's disk for the plaintext marker.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use archiver::{Archive, RestoreFormat};
 use archiver_cli::cluster::write_cluster_config;
 use archiver_cli::cluster::{start_hosters, HosterProcess};
 use archiver_cli::demo::files_containing;
 use archiver_cli::ingest::{ingest_synthetic, SYNTHETIC_MARKER};
+use common::{archiver, text, EXE};
 
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
 const MIB: u64 = 1024 * 1024;
-
-fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn open(config: &Path) -> Archive {
     archiver_cli::config_file::open_archive(config).unwrap()

@@ -5,6 +5,8 @@
 //! it and exits non-zero.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -13,28 +15,10 @@ use std::process::Command;
 use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
 use archiver_cli::config_file::{open_archive, ConfigFile};
 use archiver_cli::ingest::ingest_synthetic;
+use common::{archiver, text, EXE};
 
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
 const MIB: u64 = 1024 * 1024;
 const NAMESPACE: &str = "poa-archive";
-
-fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A plain RESP connection, as any client that reaches the port has.
 struct Resp(BufReader<TcpStream>);

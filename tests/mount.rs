@@ -6,25 +6,18 @@
 //! process was killed is reported as stale with the command that clears it.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
+use common::{archiver, EXE};
 
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
 const BLOCKS: u64 = 1_600;
 const CACHE_MIB: u64 = 4;
-
-fn archiver(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ok(out: std::process::Output) -> String {
     assert!(

@@ -501,7 +501,6 @@ impl Disperser {
     /// current placement and head record, byte for byte as the local store seals them. Missing
     /// records are written again; a damaged placement is superseded by a new generation.
     pub async fn scrub_metadata(&self, segments: std::ops::Range<u64>) -> Result<ScrubReport> {
-        let _one_at_a_time = self.inner.lock.lock().await;
         let end = segments.end.min(self.store().dispersed_next()?);
         let mut report = ScrubReport::default();
         let mut expected = Vec::new();
@@ -524,34 +523,10 @@ impl Disperser {
                 }
             }
         }
-        // Futures built before the stream: a closure inside the stream would make this future
-        // not provably `Send` for the maintenance task that runs it.
-        let checks: Vec<_> = checks
-            .into_iter()
-            .map(|(h, segment, kind, name, bytes)| async move {
-                let verdict = check_record(h.as_ref(), &name, &bytes).await;
-                (h.name().to_string(), segment, kind, verdict)
-            })
-            .collect();
-        let outcomes: Vec<_> = futures::stream::iter(checks)
-            .buffer_unordered(SCRUB_CONCURRENCY)
-            .collect()
-            .await;
-        let mut supersede = std::collections::BTreeSet::new();
-        for (hoster, segment, kind, verdict) in outcomes {
-            report.records_checked += 1;
-            match verdict {
-                RecordCheck::Intact => {}
-                RecordCheck::Republished => report.republished.push((hoster, segment, kind)),
-                RecordCheck::Damaged => {
-                    if kind == "placement" {
-                        supersede.insert(segment);
-                    }
-                    report.damaged.push((hoster, segment, kind));
-                }
-                RecordCheck::Failed(e) => report.unreachable.push((hoster, e)),
-            }
-        }
+        let supersede = check_records(checks, &mut report).await;
+        // Only publishing a new placement generation needs the dispersal lock: the reads above
+        // run beside dispersal, and a generation a repair adds meanwhile is re-read here.
+        let _one_at_a_time = self.inner.lock.lock().await;
         for segment in supersede {
             let (manifest, mut placement) = self.local_meta(segment)?;
             placement.generation += 1;
@@ -891,6 +866,47 @@ enum RecordCheck {
     Republished,
     Damaged,
     Failed(String),
+}
+
+/// Runs the record checks and fills `report` (one unreachable entry per hoster); returns the
+/// segments whose placement record was found damaged.
+async fn check_records(
+    checks: Vec<RecordToCheck>,
+    report: &mut ScrubReport,
+) -> std::collections::BTreeSet<u64> {
+    // Futures built before the stream: a closure inside the stream would make this future not
+    // provably `Send` for the maintenance task that runs it.
+    let checks: Vec<_> = checks
+        .into_iter()
+        .map(|(h, segment, kind, name, bytes)| async move {
+            let verdict = check_record(h.as_ref(), &name, &bytes).await;
+            (h.name().to_string(), segment, kind, verdict)
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(checks)
+        .buffer_unordered(SCRUB_CONCURRENCY)
+        .collect()
+        .await;
+    let mut supersede = std::collections::BTreeSet::new();
+    for (hoster, segment, kind, verdict) in outcomes {
+        report.records_checked += 1;
+        match verdict {
+            RecordCheck::Intact => {}
+            RecordCheck::Republished => report.republished.push((hoster, segment, kind)),
+            RecordCheck::Damaged => {
+                if kind == "placement" {
+                    supersede.insert(segment);
+                }
+                report.damaged.push((hoster, segment, kind));
+            }
+            RecordCheck::Failed(e) => {
+                if !report.unreachable.iter().any(|(h, _)| *h == hoster) {
+                    report.unreachable.push((hoster, e));
+                }
+            }
+        }
+    }
+    supersede
 }
 
 /// Compares a hoster's copy of a record with the expected bytes; writes it when missing, and

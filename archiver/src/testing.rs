@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::hosters::{HostError, HostResult, ShardHost};
+use crate::config::HosterEntry;
+use crate::hosters::{HostError, HostResult, HosterSet, ShardHost};
 
 /// An in-memory hoster with injectable faults.
 #[derive(Debug)]
@@ -23,6 +24,34 @@ pub struct MemoryHost {
     calls: AtomicU64,
     /// Fail the call whose 1-based index equals this (0 = never).
     fail_call: AtomicU64,
+}
+
+/// `n` in-memory hosters `h0`, `h1`, … over three failure domains (`d{i mod 3}`), the config
+/// entries naming them (placeholder addresses: the set is what is used) and the set of them: what
+/// library tests archive to.
+pub fn memory_hosters(n: usize) -> (Vec<Arc<MemoryHost>>, Vec<HosterEntry>, HosterSet) {
+    let hosts: Vec<Arc<MemoryHost>> = (0..n)
+        .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i % 3))))
+        .collect();
+    let entries = (0..n)
+        .map(|i| HosterEntry {
+            name: format!("h{i}"),
+            address: format!("127.0.0.1:{}", 1 + i),
+            namespace: "ns".into(),
+            password: None,
+            admin_password: None,
+            domain: format!("d{}", i % 3),
+            public_key: None,
+            prover: None,
+        })
+        .collect();
+    let set = HosterSet::new(
+        hosts
+            .iter()
+            .map(|h| h.clone() as Arc<dyn ShardHost>)
+            .collect(),
+    );
+    (hosts, entries, set)
 }
 
 impl MemoryHost {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use archiver::config::{ArchiveConfig, Durability, HosterEntry};
 use archiver::fs::FaultyFiles;
-use archiver::testing::MemoryHost;
+use archiver::testing::memory_hosters;
 use archiver::{
     Archive, ArchiveError, BlockRecord, HosterSet, MasterKey, RemoteArchive, RestoreFormat,
-    ShardHost, StateChange,
+    StateChange,
 };
 use rand::{RngCore, SeedableRng};
 
@@ -51,32 +51,21 @@ fn chain() -> Vec<BlockRecord> {
 
 struct Setup {
     dir: tempfile::TempDir,
-    hosts: Vec<Arc<MemoryHost>>,
+    entries: Vec<HosterEntry>,
+    set: HosterSet,
 }
 
 impl Setup {
     fn new() -> Self {
+        let (_, entries, set) = memory_hosters(6);
         Self {
             dir: tempfile::tempdir().unwrap(),
-            hosts: (0..6)
-                .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i % 3))))
-                .collect(),
+            entries,
+            set,
         }
     }
     fn cfg(&self) -> ArchiveConfig {
-        let entries = (0..6)
-            .map(|i| HosterEntry {
-                name: format!("h{i}"),
-                address: format!("127.0.0.1:{}", 1 + i),
-                namespace: "ns".into(),
-                password: None,
-                admin_password: None,
-                domain: format!("d{}", i % 3),
-                public_key: None,
-                prover: None,
-            })
-            .collect();
-        let mut cfg = ArchiveConfig::new(self.dir.path().join("data"), entries);
+        let mut cfg = ArchiveConfig::new(self.dir.path().join("data"), self.entries.clone());
         cfg.data_shards = 4;
         cfg.parity_shards = 2;
         cfg.segment_size_bytes = 64 * 1024;
@@ -84,12 +73,7 @@ impl Setup {
         cfg
     }
     fn set(&self) -> HosterSet {
-        HosterSet::new(
-            self.hosts
-                .iter()
-                .map(|h| h.clone() as Arc<dyn ShardHost>)
-                .collect(),
-        )
+        self.set.clone()
     }
     fn open(&self, files: Option<&FaultyFiles>) -> archiver::Result<Archive> {
         let key = MasterKey::from_bytes([42; 32]);

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use archiver::config::{ArchiveConfig, Durability, HosterEntry};
-use archiver::testing::MemoryHost;
+use archiver::config::{ArchiveConfig, Durability};
+use archiver::testing::{memory_hosters, MemoryHost};
 use archiver::{
     Archive, ArchiveError, BlockRecord, HosterSet, MasterKey, RemoteArchive, RestoreFormat,
     ShardHost, StateChange,
@@ -55,21 +55,7 @@ struct Setup {
 
 fn setup(n_hosts: usize, k: usize, m: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let hosts: Vec<Arc<MemoryHost>> = (0..n_hosts)
-        .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i % 3))))
-        .collect();
-    let entries = (0..n_hosts)
-        .map(|i| HosterEntry {
-            name: format!("h{i}"),
-            address: format!("127.0.0.1:{}", 1 + i),
-            namespace: "ns".into(),
-            password: None,
-            admin_password: None,
-            domain: format!("d{}", i % 3),
-            public_key: None,
-            prover: None,
-        })
-        .collect();
+    let (hosts, entries, _) = memory_hosters(n_hosts);
     let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);
     cfg.data_shards = k;
     cfg.parity_shards = m;

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use archiver::fs::FaultyFiles;
-use archiver::testing::MemoryHost;
-use archiver::{Archive, ArchiveConfig, Durability, HosterEntry, HosterSet, MasterKey, ShardHost};
+use archiver::testing::memory_hosters;
+use archiver::{Archive, ArchiveConfig, Durability, MasterKey};
 use node_plugin::chain_db::BlockBytes;
 use node_plugin::follow::{ArchiveSink, FetchedBlock, FollowSink};
 use node_plugin::node::{ChainSpec, FinalityPlugin, FinalizedBlock, Node, NodeConfig};
@@ -24,33 +24,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn archive(dir: &Path, files: Option<&FaultyFiles>) -> Archive {
-    let hosts: Vec<Arc<dyn ShardHost>> = (0..6)
-        .map(|i| {
-            Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i % 3)))
-                as Arc<dyn ShardHost>
-        })
-        .collect();
-    let entries = (0..6)
-        .map(|i| HosterEntry {
-            name: format!("h{i}"),
-            address: format!("127.0.0.1:{}", 1 + i),
-            namespace: "ns".into(),
-            password: None,
-            admin_password: None,
-            domain: format!("d{}", i % 3),
-            public_key: None,
-            prover: None,
-        })
-        .collect();
+    let (_, entries, set) = memory_hosters(6);
     let mut cfg = ArchiveConfig::new(dir.join("archive"), entries);
     cfg.segment_size_bytes = 64 * 1024;
     cfg.durability = Durability::Fsync;
     let key = MasterKey::from_bytes([7; 32]);
     match files {
-        Some(f) => {
-            Archive::open_with_files(cfg, key, HosterSet::new(hosts), Arc::new(f.clone())).unwrap()
-        }
-        None => Archive::open(cfg, key, HosterSet::new(hosts)).unwrap(),
+        Some(f) => Archive::open_with_files(cfg, key, set, Arc::new(f.clone())).unwrap(),
+        None => Archive::open(cfg, key, set).unwrap(),
     }
 }
 

@@ -6,11 +6,8 @@
 
 use std::sync::Arc;
 
-use archiver::testing::MemoryHost;
-use archiver::{
-    Archive, ArchiveConfig, BlockRecord, Durability, HosterEntry, HosterSet, MasterKey, ShardHost,
-    StateChange,
-};
+use archiver::testing::{memory_hosters, MemoryHost};
+use archiver::{Archive, ArchiveConfig, BlockRecord, Durability, MasterKey, StateChange};
 use node_plugin::consensus::Authorities;
 use node_plugin::node::{ChainSpec, Node, NodeConfig};
 use node_plugin::substrate::{Block, Justifications, GRANDPA_ENGINE_ID};
@@ -73,30 +70,10 @@ struct Hosted {
 
 async fn archive_of(records: &[BlockRecord]) -> Hosted {
     let dir = tempfile::tempdir().unwrap();
-    let hosts: Vec<Arc<MemoryHost>> = (0..6)
-        .map(|i| Arc::new(MemoryHost::new(&format!("h{i}"), &format!("d{}", i % 3))))
-        .collect();
-    let entries = (0..6)
-        .map(|i| HosterEntry {
-            name: format!("h{i}"),
-            address: format!("127.0.0.1:{}", 1 + i),
-            namespace: "ns".into(),
-            password: None,
-            admin_password: None,
-            domain: format!("d{}", i % 3),
-            public_key: None,
-            prover: None,
-        })
-        .collect();
+    let (hosts, entries, set) = memory_hosters(6);
     let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);
     cfg.segment_size_bytes = 64 * 1024;
     cfg.durability = Durability::Os;
-    let set = HosterSet::new(
-        hosts
-            .iter()
-            .map(|h| h.clone() as Arc<dyn ShardHost>)
-            .collect(),
-    );
     let mut archive = Archive::open(cfg, MasterKey::from_bytes([7; 32]), set).unwrap();
     archive.log_mut().append_batch(records).unwrap();
     archive.log_mut().seal_active().unwrap();

@@ -35,9 +35,10 @@ pub enum SecretFileError {
     NotText { path: PathBuf },
 }
 
-/// Reads a secret from `path`: mode 0600 or stricter, one line (a trailing newline is dropped).
-/// The mode is checked on the opened file, so a file swapped after the check is not read.
-pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+/// Opens a file that holds secrets: a regular file that group and others cannot access (mode
+/// 0600 or stricter). The mode is checked on the opened file, so a file swapped after the check
+/// is not read.
+pub fn open_private(path: &Path) -> Result<std::fs::File, SecretFileError> {
     let read_err = |source| SecretFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -56,6 +57,17 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
             mode,
         });
     }
+    Ok(file)
+}
+
+/// Reads a secret from `path` (opened with [`open_private`]): one line, a trailing newline
+/// dropped.
+pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    let read_err = |source| SecretFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_private(path)?;
     let mut bytes = Vec::new();
     file.take(SECRET_BYTES_MAX + 1)
         .read_to_end(&mut bytes)
