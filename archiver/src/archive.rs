@@ -97,6 +97,8 @@ struct DisperserInner {
     remote: RemoteArchive,
     pool: ShardPool,
     lock: tokio::sync::Mutex<()>,
+    /// Hosters that get no new shard (lost or draining; set by the operations layer).
+    avoided: std::sync::RwLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for Disperser {
@@ -142,6 +144,7 @@ impl Archive {
                 remote: RemoteArchive::new(key.clone(), hosters),
                 pool: ShardPool::default(),
                 lock: tokio::sync::Mutex::new(()),
+                avoided: std::sync::RwLock::default(),
                 cfg,
                 key,
             }),
@@ -214,12 +217,68 @@ impl Archive {
 }
 
 impl Disperser {
-    fn store(&self) -> &Arc<Store> {
+    /// The archive's store (the writer's handle).
+    pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
     }
 
-    fn hosters(&self) -> &HosterSet {
+    pub fn hosters(&self) -> &HosterSet {
         self.inner.remote.hosters()
+    }
+
+    pub fn remote(&self) -> &RemoteArchive {
+        &self.inner.remote
+    }
+
+    pub fn config(&self) -> &ArchiveConfig {
+        &self.inner.cfg
+    }
+
+    /// Hosters that must get no new shard from dispersal or repair (lost or draining). A hoster
+    /// in this list that holds shards keeps them until they are moved.
+    pub fn set_avoided(&self, mut hosters: Vec<String>) {
+        hosters.sort();
+        if let Ok(mut a) = self.inner.avoided.write() {
+            *a = hosters;
+        }
+    }
+
+    pub fn avoided(&self) -> Vec<String> {
+        self.inner
+            .avoided
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// Holds off every dispersal, repair and read-back pass while the guard lives (orphan GC
+    /// must not race an upload whose placement is not recorded yet).
+    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.lock.lock().await
+    }
+
+    /// Rebuilds shards `lost` of dispersed segment `segment` from k others and stores them on
+    /// hosters holding none of its shards (never an avoided one); records and publishes the new
+    /// placement. Returns the shards stored again, with their new hosters.
+    pub async fn repair_shards(
+        &self,
+        segment: u64,
+        lost: &[usize],
+    ) -> Result<Vec<(usize, String)>> {
+        let _one_at_a_time = self.inner.lock.lock().await;
+        let (manifest, placement) = self.local_meta(segment)?;
+        let total = manifest.shards_total();
+        let lost: Vec<usize> = lost.iter().copied().filter(|&i| i < total).collect();
+        let (_, repaired) = self.repair_segment(&manifest, placement, &lost).await?;
+        let short = lost.len() - repaired.len();
+        let mut batch = Batch::default();
+        self.inner.store.put_short(
+            &mut batch,
+            segment,
+            (short > 0).then_some((total - short, total)),
+        )?;
+        self.inner.store.commit(batch)?;
+        Ok(repaired)
     }
 
     /// Creates the namespaces on every reachable hoster. Returns the hosters that failed.
@@ -345,7 +404,9 @@ impl Disperser {
         let needed = k + self.inner.cfg.min_parity;
         let shards: Vec<Arc<Vec<u8>>> = shards.into_iter().map(Arc::new).collect();
         let mut placement = Placement::empty(segment, n);
-        let order = self.hosters().placement_order(segment, &[], &[]);
+        let order = self
+            .hosters()
+            .placement_order(segment, &self.avoided(), &[]);
         let started = std::time::Instant::now();
         let failures = self
             .upload(&manifest, &shards, &mut placement, order, (0..n).collect())
@@ -807,8 +868,10 @@ impl Disperser {
             })
             .collect();
         // Hosters that just lost or corrupted a shard of this segment go last: other hosters first.
+        let avoided = self.avoided();
         let mut exclude = holders.clone();
         exclude.extend(before.hosters.iter().flatten().cloned());
+        exclude.extend(avoided.iter().cloned());
         let mut order: Vec<Arc<dyn ShardHost>> = self
             .hosters()
             .placement_order(segment, &exclude, &domains)
@@ -819,7 +882,11 @@ impl Disperser {
             .hosters()
             .placement_order(segment, &holders, &domains)
             .into_iter()
-            .filter(|h| !h.is_down() && !order.iter().any(|o| o.name() == h.name()))
+            .filter(|h| {
+                !h.is_down()
+                    && !avoided.iter().any(|a| a == h.name())
+                    && !order.iter().any(|o| o.name() == h.name())
+            })
             .collect();
         order.extend(fallback);
         let failures = self

@@ -81,11 +81,55 @@ pub async fn challenge_shard(
     samples: u16,
     deadline_ms: u64,
 ) -> ChallengeOutcome {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let target = ShardTarget {
+        manifest,
+        shard,
+        version,
+    };
+    challenge_shard_at(
+        key,
+        target,
+        hoster,
+        hoster_key,
+        (rand::random(), now_ms),
+        samples,
+        deadline_ms,
+    )
+    .await
+}
+
+/// One shard of one segment, as a challenge names it.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardTarget<'a> {
+    pub manifest: &'a Manifest,
+    pub shard: u32,
+    /// Its storage-key version (see `Placement::versions`).
+    pub version: u32,
+}
+
+/// [`challenge_shard`] with the nonce and timestamp given `(nonce, timestamp_ms)`: the
+/// operations layer draws them from its seeded RNG and injected clock, so a seed replays an
+/// audit's every decision.
+pub async fn challenge_shard_at(
+    key: &MasterKey,
+    target: ShardTarget<'_>,
+    hoster: &Arc<dyn ShardHost>,
+    hoster_key: &VerifyingKey,
+    (nonce, timestamp_ms): ([u8; 32], u64),
+    samples: u16,
+    deadline_ms: u64,
+) -> ChallengeOutcome {
+    let ShardTarget {
+        manifest,
+        shard,
+        version,
+    } = target;
     let challenge = Challenge {
-        nonce: rand::random(),
-        timestamp_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        nonce,
+        timestamp_ms,
         segment: manifest.segment,
         shard,
         samples,
@@ -189,6 +233,8 @@ fn is_lock_held(e: &rocksdb::Error) -> bool {
 
 const RESULT_PREFIX: u8 = b'r';
 const MARK_PREFIX: u8 = b'm';
+/// `d` ‖ hoster name → request time (ms, u64 BE): hosters to drain.
+const DRAIN_PREFIX: u8 = b'd';
 
 impl AuditLog {
     /// Opens (creating) the audit store under the archive's data directory. A continuous audit
@@ -272,6 +318,37 @@ impl AuditLog {
         self.db
             .write(batch)
             .map_err(crate::ArchiveError::db("record audit"))
+    }
+
+    /// Asks the operations service to move every shard off `hoster` (and place nothing new on
+    /// it) until the request is withdrawn (`hosters remove` withdraws it).
+    pub fn request_drain(&self, hoster: &str, at_ms: u64) -> crate::Result<()> {
+        let mut key = vec![DRAIN_PREFIX];
+        key.extend_from_slice(hoster.as_bytes());
+        self.db
+            .put(key, at_ms.to_be_bytes())
+            .map_err(crate::ArchiveError::db("record drain request"))
+    }
+
+    pub fn withdraw_drain(&self, hoster: &str) -> crate::Result<()> {
+        let mut key = vec![DRAIN_PREFIX];
+        key.extend_from_slice(hoster.as_bytes());
+        self.db
+            .delete(key)
+            .map_err(crate::ArchiveError::db("withdraw drain request"))
+    }
+
+    /// Hosters being drained.
+    pub fn drains(&self) -> crate::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator([DRAIN_PREFIX]) {
+            let (k, _) = item.map_err(crate::ArchiveError::db("read drain requests"))?;
+            if k.first() != Some(&DRAIN_PREFIX) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[1..]).into_owned());
+        }
+        Ok(out)
     }
 
     /// Shards that failed a challenge and are not repaired yet: (segment, shard, hoster).

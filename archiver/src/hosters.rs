@@ -33,6 +33,13 @@ pub enum HostError {
 
 pub type HostResult<T> = std::result::Result<T, HostError>;
 
+/// A hoster's shards: storage key → the hoster keys that hold its parts.
+pub type ShardListing = std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
+
+/// Keys one shard listing may return: a hoster holding more (a 4 TiB hoster holds ~4 M parts of
+/// 64 KiB plus headroom) is refused rather than let grow the caller's memory without bound.
+pub const SHARD_KEYS_LISTED_MAX: usize = 16 * 1024 * 1024;
+
 /// One shard hoster as the archive uses it. Keys and values are opaque: the hoster learns nothing
 /// about blocks or segments.
 #[async_trait]
@@ -64,6 +71,22 @@ pub trait ShardHost: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> HostResult<()>;
     /// Payload bytes stored in the shard namespace.
     async fn stored_bytes(&self) -> HostResult<u64>;
+    /// Every shard the hoster stores, as storage key → the hoster's own keys holding its parts
+    /// (what orphan GC lists; keys that are not shard parts are left out, never deleted).
+    async fn list_shards(&self) -> HostResult<ShardListing> {
+        Err(HostError::Refused(format!(
+            "hoster {} cannot list its shards",
+            self.name()
+        )))
+    }
+    /// Deletes hoster keys that [`list_shards`](Self::list_shards) returned (orphan GC only).
+    async fn delete_shard_keys(&self, keys: &[Vec<u8>]) -> HostResult<()> {
+        let _ = keys;
+        Err(HostError::Refused(format!(
+            "hoster {} cannot delete shards",
+            self.name()
+        )))
+    }
     /// Answers a storage challenge (specs/challenge.md) for the shard stored under `key`:
     /// encoded challenge in, encoded response out. Judging the response is the caller's job.
     async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
@@ -129,7 +152,10 @@ impl ShardHost for ZdbHost {
         matches!(self.shards.health(), zdb_backend::Health::Down { .. })
     }
     async fn prepare(&self) -> HostResult<()> {
-        self.shards.ensure_namespace(true).await?;
+        // Shards are not worm: orphan GC deletes failed and superseded uploads. No shard name is
+        // ever written with two contents (names are bound to the content and the version), and
+        // every read is checked against the manifest's roots.
+        self.shards.ensure_namespace(false).await?;
         // Metadata records are write-once too (one name per record and generation).
         self.meta.ensure_namespace(true).await?;
         Ok(())
@@ -195,6 +221,23 @@ impl ShardHost for ZdbHost {
     }
     async fn stored_bytes(&self) -> HostResult<u64> {
         Ok(self.shards.ns_info().await?.data_size_bytes)
+    }
+    async fn list_shards(&self) -> HostResult<ShardListing> {
+        let suffix = zdb_backend::LARGE_PART_SUFFIX_BYTES;
+        let mut listing = ShardListing::new();
+        for key in self.shards.scan_all(SHARD_KEYS_LISTED_MAX).await? {
+            if key.len() == crate::keys::STORAGE_KEY_BYTES + suffix {
+                let base = key[..key.len() - suffix].to_vec();
+                listing.entry(base).or_default().push(key);
+            }
+        }
+        Ok(listing)
+    }
+    async fn delete_shard_keys(&self, keys: &[Vec<u8>]) -> HostResult<()> {
+        for key in keys {
+            self.shards.del(key).await?;
+        }
+        Ok(())
     }
 }
 

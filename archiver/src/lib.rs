@@ -17,6 +17,7 @@ pub mod hosters;
 pub mod keys;
 pub mod log;
 pub mod manifest;
+pub mod ops;
 pub mod record;
 pub mod remote;
 pub mod restore;

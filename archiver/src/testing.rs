@@ -24,6 +24,8 @@ pub struct MemoryHost {
     calls: AtomicU64,
     /// Fail the call whose 1-based index equals this (0 = never).
     fail_call: AtomicU64,
+    /// Its challenge identity (derived from the name, so tests are reproducible).
+    identity: ed25519_dalek::SigningKey,
 }
 
 /// `n` in-memory hosters `h0`, `h1`, … over three failure domains (`d{i mod 3}`), the config
@@ -66,7 +68,28 @@ impl MemoryHost {
             flip_reads: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             fail_call: AtomicU64::new(0),
+            identity: ed25519_dalek::SigningKey::from_bytes(
+                blake3::hash(format!("memory hoster {name}").as_bytes()).as_bytes(),
+            ),
         }
+    }
+
+    /// Its challenge identity, as a config's `public_key` spells it.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.identity.verifying_key().to_bytes())
+    }
+
+    /// Stores `data` under `key` behind the archive's back (an orphan, as a failed upload
+    /// leaves one).
+    pub fn insert_raw(&self, key: &[u8], data: &[u8]) {
+        if let Ok(mut m) = self.shards.lock() {
+            m.insert(key.to_vec(), data.to_vec());
+        }
+    }
+
+    /// Whether a shard is stored under `key`.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.shards.lock().is_ok_and(|m| m.contains_key(key))
     }
 
     pub fn set_down(&self, down: bool) {
@@ -139,6 +162,46 @@ impl MemoryHost {
     }
 }
 
+fn block(
+    number: u64,
+    parent: [u8; 32],
+    rng: &mut impl rand::RngCore,
+    size: usize,
+) -> crate::record::BlockRecord {
+    let mut body = vec![0u8; size];
+    rng.fill_bytes(&mut body);
+    body[..6].copy_from_slice(b"MARKER");
+    let mut h = blake3::Hasher::new();
+    h.update(&number.to_le_bytes());
+    h.update(&parent);
+    h.update(&body);
+    crate::record::BlockRecord {
+        number,
+        hash: *h.finalize().as_bytes(),
+        parent_hash: parent,
+        block: body,
+        justification: number.is_multiple_of(4).then(|| vec![7u8; 100]),
+        changes: vec![crate::record::StateChange {
+            key: b"head".to_vec(),
+            value: Some(number.to_le_bytes().to_vec()),
+        }],
+    }
+}
+
+/// A chain of `n` synthetic blocks of `size` random bytes (starting `MARKER`), linked by hash,
+/// every fourth justified: a pure function of (`n`, `seed`, `size`).
+pub fn chain(n: u64, seed: u64, size: usize) -> Vec<crate::record::BlockRecord> {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut parent = [0u8; 32];
+    (0..n)
+        .map(|i| {
+            let b = block(i, parent, &mut rng, size);
+            parent = b.hash;
+            b
+        })
+        .collect()
+}
+
 fn lock_err() -> HostError {
     HostError::Injected("poisoned lock".into())
 }
@@ -207,6 +270,46 @@ impl ShardHost for MemoryHost {
     }
     async fn ping(&self) -> HostResult<()> {
         self.enter().await
+    }
+    async fn list_shards(&self) -> HostResult<crate::hosters::ShardListing> {
+        self.enter().await?;
+        let shards = self.shards.lock().map_err(|_| lock_err())?;
+        Ok(shards
+            .keys()
+            .map(|k| (k.clone(), vec![k.clone()]))
+            .collect())
+    }
+    async fn delete_shard_keys(&self, keys: &[Vec<u8>]) -> HostResult<()> {
+        self.enter().await?;
+        let mut shards = self.shards.lock().map_err(|_| lock_err())?;
+        for k in keys {
+            shards.remove(k);
+        }
+        Ok(())
+    }
+    async fn prove(&self, key: &[u8], challenge: &[u8]) -> HostResult<Vec<u8>> {
+        self.enter().await?;
+        let challenge = prover::challenge::Challenge::decode(challenge)
+            .map_err(|e| HostError::Refused(e.to_string()))?;
+        let shard = self
+            .shards
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(key)
+            .cloned()
+            .ok_or_else(|| HostError::Refused("Key not found".into()))?;
+        let tree = prover::challenge::ShardTree::from_shard(&shard);
+        let chunk_bytes = prover::merkle::CHUNK_BYTES;
+        let chunk = |i: u64| {
+            let start = usize::try_from(i).ok()?.checked_mul(chunk_bytes)?;
+            shard
+                .get(start..(start + chunk_bytes).min(shard.len()))
+                .map(<[u8]>::to_vec)
+        };
+        let id = self.identity.verifying_key().to_bytes();
+        prover::challenge::respond(&challenge, &tree, chunk, &id, &self.identity)
+            .map(|r| r.encode())
+            .map_err(|e| HostError::Refused(e.to_string()))
     }
     async fn stored_bytes(&self) -> HostResult<u64> {
         self.enter().await?;

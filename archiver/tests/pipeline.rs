@@ -6,45 +6,12 @@
 use std::sync::Arc;
 
 use archiver::config::{ArchiveConfig, Durability};
-use archiver::testing::{memory_hosters, MemoryHost};
+use archiver::testing::{chain, memory_hosters, MemoryHost};
 use archiver::{
     Archive, ArchiveError, BlockRecord, HosterSet, MasterKey, RemoteArchive, RestoreFormat,
-    ShardHost, StateChange,
+    ShardHost,
 };
-use rand::{Rng, RngCore, SeedableRng};
-
-fn block(number: u64, parent: [u8; 32], rng: &mut impl RngCore, size: usize) -> BlockRecord {
-    let mut body = vec![0u8; size];
-    rng.fill_bytes(&mut body);
-    body[..6].copy_from_slice(b"MARKER");
-    let mut h = blake3::Hasher::new();
-    h.update(&number.to_le_bytes());
-    h.update(&parent);
-    h.update(&body);
-    BlockRecord {
-        number,
-        hash: *h.finalize().as_bytes(),
-        parent_hash: parent,
-        block: body,
-        justification: number.is_multiple_of(4).then(|| vec![7u8; 100]),
-        changes: vec![StateChange {
-            key: b"head".to_vec(),
-            value: Some(number.to_le_bytes().to_vec()),
-        }],
-    }
-}
-
-fn chain(n: u64, seed: u64, size: usize) -> Vec<BlockRecord> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut parent = [0u8; 32];
-    (0..n)
-        .map(|i| {
-            let b = block(i, parent, &mut rng, size);
-            parent = b.hash;
-            b
-        })
-        .collect()
-}
+use rand::{Rng, SeedableRng};
 
 struct Setup {
     _dir: tempfile::TempDir,

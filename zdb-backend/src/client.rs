@@ -101,6 +101,13 @@ pub enum Health {
     Down { since: Instant, error: String },
 }
 
+/// One SCAN batch: the cursor to continue after it and the keys it listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanBatch {
+    pub cursor: Vec<u8>,
+    pub keys: Vec<Vec<u8>>,
+}
+
 /// A namespace as NSINFO describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsInfo {
@@ -580,6 +587,14 @@ impl ZdbClient {
         }
     }
 
+    fn unexpected_text(&self, command: &'static str, expected: &str) -> ZdbError {
+        ZdbError::UnexpectedReply {
+            address: self.addr(),
+            command,
+            reply: format!("not {expected}"),
+        }
+    }
+
     fn check_key(&self, key: &[u8], max: usize) -> Result<(), ZdbError> {
         if key.is_empty() || key.len() > max {
             return Err(ZdbError::InvalidKey {
@@ -932,6 +947,53 @@ impl ZdbClient {
             Reply::Error(m) => Err(self.server_error(m, "DEL", Some(key))),
             other => Err(self.unexpected("DEL", &other)),
         }
+    }
+
+    /// One SCAN batch after `cursor` (from the start when `None`): the next cursor and the live
+    /// keys of the batch, or `None` past the last key (0-db's `-No more data`).
+    pub async fn scan(&self, cursor: Option<&[u8]>) -> Result<Option<ScanBatch>, ZdbError> {
+        let mut args: Vec<&[u8]> = vec![b"SCAN"];
+        args.extend(cursor);
+        match self.request(&args, "SCAN", false).await? {
+            Reply::Array(mut parts) if parts.len() == 2 => {
+                let (Reply::Array(items), Reply::Bulk(next)) = (parts.remove(1), parts.remove(0))
+                else {
+                    return Err(self.unexpected_text("SCAN", "a cursor and a key list"));
+                };
+                let mut keys = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Reply::Array(mut fields) if !fields.is_empty() => match fields.remove(0) {
+                            Reply::Bulk(key) => keys.push(key),
+                            _ => return Err(self.unexpected_text("SCAN", "a key entry")),
+                        },
+                        _ => return Err(self.unexpected_text("SCAN", "a key entry")),
+                    }
+                }
+                Ok(Some(ScanBatch { cursor: next, keys }))
+            }
+            Reply::Error(m) if m == "No more data" => Ok(None),
+            Reply::Error(m) => Err(self.server_error(m, "SCAN", None)),
+            other => Err(self.unexpected("SCAN", &other)),
+        }
+    }
+
+    /// Every live key of the namespace, at most `keys_max` (a bound on what a misbehaving
+    /// hoster can make the caller hold; more is an unexpected reply).
+    pub async fn scan_all(&self, keys_max: usize) -> Result<Vec<Vec<u8>>, ZdbError> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        while let Some(batch) = self.scan(cursor.as_deref()).await? {
+            if batch.keys.is_empty() {
+                break;
+            }
+            keys.extend(batch.keys);
+            if keys.len() > keys_max {
+                return Err(self.unexpected_text("SCAN", "at most the key bound of one listing"));
+            }
+            cursor = Some(batch.cursor);
+        }
+        Ok(keys)
     }
 
     /// The hoster's own integrity check (CRC32 of the stored payload): `Some(true)` intact,

@@ -11,7 +11,8 @@ pub mod server;
 
 pub use client::{
     large_part_count, large_part_count_with, large_part_key, ClientOptions, Health, HosterConfig,
-    NsInfo, ZdbClient, ZdbError, LARGE_KEY_BYTES_MAX, LARGE_PARTS_MAX,
+    NsInfo, ScanBatch, ZdbClient, ZdbError, LARGE_KEY_BYTES_MAX, LARGE_PARTS_MAX,
+    LARGE_PART_SUFFIX_BYTES,
 };
 pub use resp::{Reply, ARGS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 pub use server::{

@@ -1,0 +1,25 @@
+//! The operations layer: everything that keeps an archive current and healthy without an
+//! operator, as one service (`OpsService`) that `node`, `follow` and `serve` run.
+//!
+//! - `maintenance`: disperse → read-back verify → metadata scrub → prune watermark → local prune.
+//! - `health`: hoster health from probes and challenges; lost after a bound, returned when back.
+//! - `auditor`: seeded random storage challenges.
+//! - `repair`: the scheduler (least redundancy first) and its byte budget.
+//! - `gc`: orphan shard collection, never a shard a placement names.
+//! - `clock`: time behind a trait, so tests replay decisions from a seed and a manual clock.
+
+pub mod auditor;
+pub mod clock;
+pub mod gc;
+pub mod health;
+pub mod maintenance;
+pub mod repair;
+pub mod service;
+
+pub use auditor::{AuditPick, Auditor};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use gc::{collect_orphans, GcReport};
+pub use health::{HealthEvent, HealthPolicy, HealthTracker, LostReason};
+pub use maintenance::{maintain_once, MaintenanceReport, ScrubCursor};
+pub use repair::{PlanInput, RepairBudget, RepairJob, RepairScheduler};
+pub use service::{OpsHandle, OpsOptions, OpsService, OpsStatus};

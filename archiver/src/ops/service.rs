@@ -1,0 +1,489 @@
+//! The operations service: one loop that keeps an archive current (maintenance) and healthy
+//! (health probes, audits, repair to k+m, drains, orphan GC). `node`, `follow` and `serve` run it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use tokio::sync::Notify;
+
+use crate::archive::Disperser;
+use crate::audit::{AuditLog, ChallengeOutcome};
+use crate::remote::timed;
+
+use super::auditor::Auditor;
+use super::clock::Clock;
+use super::gc::{collect_orphans, GcReport};
+use super::health::{HealthEvent, HealthPolicy, HealthTracker};
+use super::maintenance::{maintain_once, ScrubCursor};
+use super::repair::{
+    PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
+};
+
+/// How often the loop runs when nothing wakes it: short enough that pruning resumes within
+/// seconds once hosters return, long enough not to spin on dead hosters.
+pub const MAINTENANCE_TICK_MS: u64 = 1_000;
+/// One challenge per this interval by default: a 1,000-segment archive at 4+2 has each shard
+/// challenged about every 100 minutes, at ≤ 1 MiB of hoster reads per challenge.
+pub const AUDIT_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Orphan GC runs this often (and soon after a repair or a hoster's return): listing every
+/// hoster's keys is cheap next to an hour of dispersal, and orphans only cost space.
+pub const GC_INTERVAL_MS_DEFAULT: u64 = 3_600_000;
+/// Challenge outcomes kept while the audit store is held by another process (`repair`): a
+/// bound on memory, the oldest are dropped (they were logged).
+pub const PENDING_OUTCOMES_MAX: usize = 1_024;
+
+/// Knobs of the service.
+#[derive(Clone, Debug)]
+pub struct OpsOptions {
+    /// Verified segments kept as local files for fast reads.
+    pub keep_local_segments: u64,
+    pub health: HealthPolicy,
+    /// 0 disables audits.
+    pub audit_interval_ms: u64,
+    pub repair_bytes_per_sec: u64,
+    pub gc_interval_ms: u64,
+    /// Seeds the auditor's and the scheduler's RNG (a seed replays their decisions).
+    pub seed: u64,
+}
+
+impl Default for OpsOptions {
+    fn default() -> Self {
+        Self {
+            keep_local_segments: 2,
+            health: HealthPolicy::default(),
+            audit_interval_ms: AUDIT_INTERVAL_MS_DEFAULT,
+            repair_bytes_per_sec: REPAIR_BYTES_PER_SEC_DEFAULT,
+            gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
+            seed: rand::random(),
+        }
+    }
+}
+
+/// What the service last saw (for status, metrics and tests).
+#[derive(Clone, Debug, Default)]
+pub struct OpsStatus {
+    pub passes: u64,
+    pub last_error: Option<String>,
+    pub watermark: u64,
+    /// Hosters whose shards are being rebuilt elsewhere, and those answering probes.
+    pub lost: Vec<String>,
+    pub up: BTreeMap<String, bool>,
+    pub draining: Vec<String>,
+    pub repair_queue_segments: u64,
+    pub repair_queue_bytes: u64,
+    pub repaired_shards: u64,
+    pub repaired_bytes: u64,
+    /// Segments by how many more shards each may lose (index = redundancy left, clamped at 0).
+    pub segments_by_redundancy: Vec<u64>,
+    pub challenges_passed: u64,
+    pub challenges_failed: u64,
+    pub last_gc: Option<GcReport>,
+    pub gc_deleted_shards: u64,
+    /// Health events, oldest first (bounded): what was lost or came back, and when (ms).
+    pub events: Vec<(u64, String)>,
+}
+
+/// Health events kept in [`OpsStatus::events`].
+const EVENTS_KEPT: usize = 64;
+
+/// Shared view of a running service.
+#[derive(Clone, Debug, Default)]
+pub struct OpsHandle {
+    pub watermark: Arc<AtomicU64>,
+    pub status: Arc<Mutex<OpsStatus>>,
+    wake: Arc<Notify>,
+}
+
+impl OpsHandle {
+    /// Asks for a pass now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn status(&self) -> OpsStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Observes every status update (metrics, tests).
+    fn update(&self, f: impl FnOnce(&mut OpsStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+/// The service's state between passes.
+pub struct OpsService {
+    disperser: Disperser,
+    data_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    opts: OpsOptions,
+    health: HealthTracker,
+    auditor: Auditor,
+    scheduler: RepairScheduler,
+    budget: RepairBudget,
+    scrub: ScrubCursor,
+    handle: OpsHandle,
+    /// Shards found missing on a hoster that came back (repaired like audit marks).
+    suspect: BTreeSet<(u64, usize)>,
+    outcomes: Vec<(u64, ChallengeOutcome)>,
+    last_probe_ms: Option<u64>,
+    last_audit_ms: Option<u64>,
+    gc_due_ms: u64,
+}
+
+impl std::fmt::Debug for OpsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsService")
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl OpsService {
+    /// `hoster_keys`: challenge identities of the hosters to audit; `data_dir`: where the audit
+    /// store (results, repair marks, drain requests) lives.
+    pub fn new(
+        disperser: Disperser,
+        data_dir: PathBuf,
+        hoster_keys: BTreeMap<String, VerifyingKey>,
+        opts: OpsOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let now = clock.now_ms();
+        let names = disperser
+            .hosters()
+            .all()
+            .iter()
+            .map(|h| h.name().to_string());
+        let health = HealthTracker::new(opts.health.clone(), names);
+        let initial = disperser.safe_prune_watermark().unwrap_or(0);
+        let handle = OpsHandle::default();
+        handle.watermark.store(initial, Ordering::SeqCst);
+        Self {
+            auditor: Auditor::new(opts.seed, clock.clone(), hoster_keys),
+            scheduler: RepairScheduler::new(opts.seed ^ 0x5eed),
+            budget: RepairBudget::new(opts.repair_bytes_per_sec, now),
+            gc_due_ms: now.saturating_add(opts.gc_interval_ms),
+            disperser,
+            data_dir,
+            clock,
+            opts,
+            health,
+            scrub: ScrubCursor::default(),
+            handle,
+            suspect: BTreeSet::new(),
+            outcomes: Vec::new(),
+            last_probe_ms: None,
+            last_audit_ms: None,
+        }
+    }
+
+    pub fn handle(&self) -> OpsHandle {
+        self.handle.clone()
+    }
+
+    pub fn health(&self) -> &HealthTracker {
+        &self.health
+    }
+
+    /// Runs passes until the task is aborted: on every wake, else every `MAINTENANCE_TICK_MS`.
+    pub fn spawn(
+        mut self,
+        rt: &tokio::runtime::Handle,
+    ) -> (tokio::task::JoinHandle<()>, OpsHandle) {
+        let handle = self.handle.clone();
+        let task = rt.spawn(async move {
+            loop {
+                self.pass().await;
+                let wake = self.handle.wake.clone();
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(MAINTENANCE_TICK_MS),
+                    wake.notified(),
+                )
+                .await;
+            }
+        });
+        (task, handle)
+    }
+
+    /// One pass: maintenance, then healing. Errors are logged and kept in the status.
+    pub async fn pass(&mut self) {
+        let report = maintain_once(
+            &self.disperser,
+            Some(&mut self.scrub),
+            self.opts.keep_local_segments,
+        )
+        .await;
+        let mut errors = report.errors;
+        if let Some(w) = report.watermark {
+            self.handle.watermark.store(w, Ordering::SeqCst);
+        }
+        if let Err(e) = self.heal().await {
+            errors.push(format!("heal: {e}"));
+        }
+        let watermark = self.handle.watermark.load(Ordering::SeqCst);
+        self.handle.update(|s| {
+            s.passes += 1;
+            s.last_error = errors.into_iter().next();
+            s.watermark = watermark;
+        });
+    }
+
+    /// Probes, audits, repairs and collects orphans, each when due.
+    async fn heal(&mut self) -> crate::Result<()> {
+        let now = self.clock.now_ms();
+        if self
+            .last_probe_ms
+            .is_none_or(|t| now.saturating_sub(t) >= self.opts.health.probe_interval_ms)
+        {
+            self.last_probe_ms = Some(now);
+            self.probe(now).await;
+        }
+        let audit_due = self.opts.audit_interval_ms > 0
+            && self
+                .last_audit_ms
+                .is_none_or(|t| now.saturating_sub(t) >= self.opts.audit_interval_ms);
+        if audit_due {
+            self.last_audit_ms = Some(now);
+            self.audit(now).await?;
+        }
+        let (marks, draining) = self.sync_audit_store();
+        let input = PlanInput {
+            lost: self.health.lost().into_iter().collect(),
+            draining: draining.iter().cloned().collect(),
+            marked: marks
+                .iter()
+                .map(|(s, i, _)| (*s, *i))
+                .chain(self.suspect.iter().copied())
+                .collect(),
+        };
+        let mut avoided: Vec<String> = input.lost.iter().chain(&input.draining).cloned().collect();
+        avoided.dedup();
+        self.disperser.set_avoided(avoided);
+        let jobs = self.scheduler.plan(self.disperser.store(), &input)?;
+        self.handle.update(|s| {
+            s.draining = draining.clone();
+            s.repair_queue_segments = jobs.len() as u64;
+            s.repair_queue_bytes = jobs.iter().map(|j| j.bytes).sum();
+        });
+        let repaired = self.run_jobs(&jobs).await;
+        if !repaired.is_empty() {
+            self.clear_marks(&marks, &repaired);
+            self.gc_due_ms = self.gc_due_ms.min(now);
+        }
+        self.count_redundancy(&input)?;
+        if now >= self.gc_due_ms && input.lost.is_empty() {
+            self.gc_due_ms = now.saturating_add(self.opts.gc_interval_ms);
+            let report = collect_orphans(&self.disperser).await?;
+            self.handle.update(|s| {
+                s.gc_deleted_shards += report.shards_deleted();
+                s.last_gc = Some(report);
+            });
+        }
+        Ok(())
+    }
+
+    /// Pings every hoster; acts on what changed.
+    async fn probe(&mut self, now: u64) {
+        let pings = self.disperser.hosters().all().iter().map(|h| {
+            let h = h.clone();
+            async move { (h.name().to_string(), timed(h.ping()).await.is_ok()) }
+        });
+        let results = futures::future::join_all(pings).await;
+        let mut up = BTreeMap::new();
+        for (name, ok) in results {
+            up.insert(name.clone(), ok);
+            if let Some(event) = self.health.record_probe(&name, ok, now) {
+                self.on_event(event, now).await;
+            }
+        }
+        let lost = self.health.lost();
+        self.handle.update(|s| {
+            s.up = up;
+            s.lost = lost;
+        });
+    }
+
+    async fn on_event(&mut self, event: HealthEvent, now: u64) {
+        let text = match &event {
+            HealthEvent::Lost { hoster, reason } => {
+                tracing::warn!(hoster, %reason, "hoster lost: rebuilding its shards elsewhere");
+                format!("lost {hoster}: {reason}")
+            }
+            HealthEvent::Returned { hoster } => {
+                tracing::info!(hoster, "hoster answers again: reconciling its shards");
+                self.reconcile(hoster).await;
+                self.gc_due_ms = self.gc_due_ms.min(now);
+                format!("returned {hoster}")
+            }
+        };
+        self.handle.update(|s| {
+            s.events.push((now, text));
+            let excess = s.events.len().saturating_sub(EVENTS_KEPT);
+            s.events.drain(..excess);
+        });
+    }
+
+    /// A hoster that came back is not trusted blindly: every shard a placement still names on
+    /// it must be there whole, or it is rebuilt (stale copies of moved shards are orphans, left
+    /// to GC; audits check the content of the rest).
+    async fn reconcile(&mut self, hoster: &str) {
+        let Some(host) = self.disperser.hosters().get(hoster).cloned() else {
+            return;
+        };
+        let store = self.disperser.store().clone();
+        let key = self.disperser.remote().key().clone();
+        let Ok(dispersed) = store.dispersed_next() else {
+            return;
+        };
+        for segment in 0..dispersed {
+            let (Ok(Some(m)), Ok(Some(p))) = (store.manifest(segment), store.placement(segment))
+            else {
+                continue;
+            };
+            for (i, h) in p.hosters.iter().enumerate() {
+                if h.as_deref() != Some(hoster) {
+                    continue;
+                }
+                let name = m.shard_storage_key_at(&key, i, p.version(i));
+                if !matches!(timed(host.has_shard(&name, m.shard_bytes)).await, Ok(true)) {
+                    self.suspect.insert((segment, i));
+                }
+            }
+        }
+    }
+
+    /// One audit round; its outcome feeds health and is recorded with the next store write.
+    async fn audit(&mut self, now: u64) -> crate::Result<()> {
+        if !self.auditor.audits_anything() {
+            return Ok(());
+        }
+        let skip = self.health.lost();
+        let outcome = self
+            .auditor
+            .round(
+                self.disperser.store(),
+                self.disperser.remote().key(),
+                self.disperser.hosters(),
+                &skip,
+            )
+            .await?;
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        if !outcome.passed() {
+            tracing::warn!(hoster = %outcome.hoster, segment = outcome.segment, shard = outcome.shard,
+                verdict = ?outcome.verdict, "challenge failed: shard marked for repair");
+        }
+        let passed = outcome.passed();
+        self.handle.update(|s| {
+            if passed {
+                s.challenges_passed += 1;
+            } else {
+                s.challenges_failed += 1;
+            }
+        });
+        if let Some(event) = self.health.record_challenge(&outcome.hoster, passed, now) {
+            self.on_event(event, now).await;
+        }
+        self.outcomes.push((now, outcome));
+        let excess = self.outcomes.len().saturating_sub(PENDING_OUTCOMES_MAX);
+        self.outcomes.drain(..excess);
+        Ok(())
+    }
+
+    /// Writes pending outcomes to the audit store and reads its repair marks and drain
+    /// requests. The store is opened per pass so `archiver audit` and `repair` can use it in
+    /// between; when another process holds it, nothing is lost (outcomes wait, no marks this
+    /// pass).
+    fn sync_audit_store(&mut self) -> (Vec<(u64, usize, String)>, Vec<String>) {
+        let log = match AuditLog::open(&self.data_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "audit store busy; marks read next pass");
+                return (Vec::new(), Vec::new());
+            }
+        };
+        for (at, o) in self.outcomes.drain(..) {
+            if let Err(e) = log.record(&o, at) {
+                tracing::warn!(error = %e, "audit result not recorded");
+            }
+        }
+        let marks = log.marked().unwrap_or_default();
+        let drains = log.drains().unwrap_or_default();
+        (marks, drains)
+    }
+
+    /// Runs jobs in order while the repair budget allows. Returns the shards stored again.
+    async fn run_jobs(&mut self, jobs: &[RepairJob]) -> Vec<(u64, usize)> {
+        let mut done = Vec::new();
+        for job in jobs {
+            if !self.budget.try_take(job.bytes, self.clock.now_ms()) {
+                break;
+            }
+            match self.disperser.repair_shards(job.segment, &job.shards).await {
+                Ok(repaired) => {
+                    let per_shard = job.bytes / (job.shards.len() as u64).max(1);
+                    self.handle.update(|s| {
+                        s.repaired_shards += repaired.len() as u64;
+                        s.repaired_bytes += per_shard * repaired.len() as u64;
+                    });
+                    for (i, hoster) in repaired {
+                        tracing::info!(segment = job.segment, shard = i, hoster, "shard rebuilt");
+                        self.suspect.remove(&(job.segment, i));
+                        done.push((job.segment, i));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(segment = job.segment, error = %e, "repair failed; retried next pass")
+                }
+            }
+        }
+        done
+    }
+
+    /// Clears audit marks of shards stored again (a mark of a shard that was moved since is
+    /// cleared too: the hoster it names no longer holds that shard for us).
+    fn clear_marks(&self, marks: &[(u64, usize, String)], repaired: &[(u64, usize)]) {
+        let Ok(log) = AuditLog::open(&self.data_dir) else {
+            return;
+        };
+        for (segment, shard, _) in marks {
+            if repaired.contains(&(*segment, *shard)) {
+                let _ = log.unmark(*segment, *shard);
+            }
+        }
+    }
+
+    /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone.
+    fn count_redundancy(&self, input: &PlanInput) -> crate::Result<()> {
+        let store = self.disperser.store();
+        let mut by_left: Vec<u64> = Vec::new();
+        for segment in 0..store.dispersed_next()? {
+            let (Some(m), Some(p)) = (store.manifest(segment)?, store.placement(segment)?) else {
+                continue;
+            };
+            let good = p
+                .hosters
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| {
+                    h.as_ref().is_some_and(|h| !input.lost.contains(h))
+                        && !input.marked.contains(&(segment, *i))
+                })
+                .count();
+            let left = good.saturating_sub(m.data_shards as usize);
+            if by_left.len() <= left {
+                by_left.resize(left + 1, 0);
+            }
+            by_left[left] += 1;
+        }
+        self.handle.update(|s| s.segments_by_redundancy = by_left);
+        Ok(())
+    }
+}
