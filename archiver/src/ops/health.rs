@@ -35,38 +35,40 @@ impl Default for HealthPolicy {
     }
 }
 
-/// Why a hoster's shards are being rebuilt elsewhere.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LostReason {
-    Unreachable { since_ms: u64 },
-    FailingChallenges { failures: u32 },
-}
-
-impl std::fmt::Display for LostReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unreachable { since_ms } => write!(f, "unreachable since {since_ms} ms"),
-            Self::FailingChallenges { failures } => {
-                write!(f, "{failures} challenges failed in a row")
-            }
-        }
-    }
-}
-
 /// A change worth acting on (and logging).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HealthEvent {
-    /// The hoster is lost: rebuild its shards elsewhere.
-    Lost { hoster: String, reason: LostReason },
+    /// Unreachable past the bound: rebuild its shards elsewhere, place nothing on it.
+    Lost { hoster: String, since_ms: u64 },
     /// A lost hoster answers again: use it again once its shards are reconciled.
     Returned { hoster: String },
+    /// Reachable, but `failures` challenges in a row failed: none of its shards is trusted any
+    /// more, so every one is rebuilt (on other hosters first); the count starts over.
+    Untrusted { hoster: String, failures: u32 },
+}
+
+impl std::fmt::Display for HealthEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lost { hoster, since_ms } => {
+                write!(f, "lost {hoster}: unreachable since {since_ms} ms")
+            }
+            Self::Returned { hoster } => write!(f, "returned {hoster}"),
+            Self::Untrusted { hoster, failures } => {
+                write!(
+                    f,
+                    "untrusted {hoster}: {failures} challenges failed in a row"
+                )
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 struct Entry {
     failing_since_ms: Option<u64>,
     challenge_failures: u32,
-    lost: Option<LostReason>,
+    lost: bool,
     detected_at_ms: Option<u64>,
 }
 
@@ -93,8 +95,8 @@ impl HealthTracker {
         let e = self.entries.entry(hoster.to_string()).or_default();
         if ok {
             e.failing_since_ms = None;
-            if matches!(e.lost, Some(LostReason::Unreachable { .. })) {
-                e.lost = None;
+            if e.lost {
+                e.lost = false;
                 e.detected_at_ms = None;
                 return Some(HealthEvent::Returned {
                     hoster: hoster.to_string(),
@@ -103,26 +105,19 @@ impl HealthTracker {
             return None;
         }
         let since = *e.failing_since_ms.get_or_insert(now_ms);
-        if e.lost.is_none() && now_ms.saturating_sub(since) >= lost_after {
-            let reason = LostReason::Unreachable { since_ms: since };
-            e.lost = Some(reason.clone());
+        if !e.lost && now_ms.saturating_sub(since) >= lost_after {
+            e.lost = true;
             e.detected_at_ms = Some(now_ms);
             return Some(HealthEvent::Lost {
                 hoster: hoster.to_string(),
-                reason,
+                since_ms: since,
             });
         }
         None
     }
 
-    /// A challenge's result. A hoster lost for failing challenges stays lost for this run: it
-    /// answered, so it is reachable, but what it holds cannot be trusted.
-    pub fn record_challenge(
-        &mut self,
-        hoster: &str,
-        passed: bool,
-        now_ms: u64,
-    ) -> Option<HealthEvent> {
+    /// The result of a challenge the hoster answered (or refused while reachable).
+    pub fn record_challenge(&mut self, hoster: &str, passed: bool) -> Option<HealthEvent> {
         let max = self.policy.challenge_failures_max;
         let e = self.entries.entry(hoster.to_string()).or_default();
         if passed {
@@ -130,15 +125,11 @@ impl HealthTracker {
             return None;
         }
         e.challenge_failures += 1;
-        if e.lost.is_none() && e.challenge_failures >= max {
-            let reason = LostReason::FailingChallenges {
-                failures: e.challenge_failures,
-            };
-            e.lost = Some(reason.clone());
-            e.detected_at_ms = Some(now_ms);
-            return Some(HealthEvent::Lost {
+        if e.challenge_failures >= max {
+            let failures = std::mem::take(&mut e.challenge_failures);
+            return Some(HealthEvent::Untrusted {
                 hoster: hoster.to_string(),
-                reason,
+                failures,
             });
         }
         None
@@ -148,16 +139,16 @@ impl HealthTracker {
     pub fn lost(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|(_, e)| e.lost.is_some())
+            .filter(|(_, e)| e.lost)
             .map(|(n, _)| n.clone())
             .collect()
     }
 
     /// Whether `hoster` answers probes (not failing, not lost as unreachable).
     pub fn is_up(&self, hoster: &str) -> bool {
-        self.entries.get(hoster).is_none_or(|e| {
-            e.failing_since_ms.is_none() && !matches!(e.lost, Some(LostReason::Unreachable { .. }))
-        })
+        self.entries
+            .get(hoster)
+            .is_none_or(|e| e.failing_since_ms.is_none() && !e.lost)
     }
 
     /// When `hoster` was found lost, if it is.
@@ -196,7 +187,7 @@ mod tests {
             lost,
             Some(HealthEvent::Lost {
                 hoster: "a".into(),
-                reason: LostReason::Unreachable { since_ms: 10_000 }
+                since_ms: 10_000
             })
         );
         assert_eq!(t.lost(), vec!["a".to_string()]);
@@ -220,23 +211,23 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_challenge_failures_lose_a_reachable_hoster_for_good() {
+    fn consecutive_challenge_failures_distrust_a_reachable_hoster_once() {
         let mut t = tracker();
-        assert_eq!(t.record_challenge("b", false, 1), None);
-        assert_eq!(t.record_challenge("b", true, 2), None, "a pass resets");
-        assert_eq!(t.record_challenge("b", false, 3), None);
-        assert!(matches!(
-            t.record_challenge("b", false, 4),
-            Some(HealthEvent::Lost {
-                reason: LostReason::FailingChallenges { failures: 2 },
-                ..
-            })
-        ));
+        assert_eq!(t.record_challenge("b", false), None);
+        assert_eq!(t.record_challenge("b", true), None, "a pass resets");
+        assert_eq!(t.record_challenge("b", false), None);
         assert_eq!(
-            t.record_probe("b", true, 5),
-            None,
-            "answering probes does not clear it"
+            t.record_challenge("b", false),
+            Some(HealthEvent::Untrusted {
+                hoster: "b".into(),
+                failures: 2
+            })
         );
-        assert_eq!(t.lost(), vec!["b".to_string()]);
+        assert_eq!(
+            t.record_challenge("b", false),
+            None,
+            "the count starts over"
+        );
+        assert!(t.lost().is_empty() && t.is_up("b"), "reachable: still used");
     }
 }

@@ -19,7 +19,7 @@ pub mod service;
 pub use auditor::{AuditPick, Auditor};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{collect_orphans, GcReport};
-pub use health::{HealthEvent, HealthPolicy, HealthTracker, LostReason};
+pub use health::{HealthEvent, HealthPolicy, HealthTracker};
 pub use maintenance::{maintain_once, MaintenanceReport, ScrubCursor};
 pub use repair::{PlanInput, RepairBudget, RepairJob, RepairScheduler};
 pub use service::{OpsHandle, OpsOptions, OpsService, OpsStatus};

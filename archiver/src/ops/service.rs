@@ -310,20 +310,26 @@ impl OpsService {
     }
 
     async fn on_event(&mut self, event: HealthEvent, now: u64) {
-        let text = match &event {
-            HealthEvent::Lost { hoster, reason } => {
-                tracing::warn!(hoster, %reason, "hoster lost: rebuilding its shards elsewhere");
-                format!("lost {hoster}: {reason}")
+        match &event {
+            HealthEvent::Lost { hoster, .. } => {
+                tracing::warn!(hoster, "hoster lost: rebuilding its shards elsewhere");
             }
             HealthEvent::Returned { hoster } => {
                 tracing::info!(hoster, "hoster answers again: reconciling its shards");
-                self.reconcile(hoster).await;
+                self.reconcile(hoster, false).await;
                 self.gc_due_ms = self.gc_due_ms.min(now);
-                format!("returned {hoster}")
             }
-        };
+            HealthEvent::Untrusted { hoster, failures } => {
+                tracing::warn!(
+                    hoster,
+                    failures,
+                    "hoster fails challenges: rebuilding all its shards"
+                );
+                self.reconcile(hoster, true).await;
+            }
+        }
         self.handle.update(|s| {
-            s.events.push((now, text));
+            s.events.push((now, event.to_string()));
             let excess = s.events.len().saturating_sub(EVENTS_KEPT);
             s.events.drain(..excess);
         });
@@ -331,8 +337,8 @@ impl OpsService {
 
     /// A hoster that came back is not trusted blindly: every shard a placement still names on
     /// it must be there whole, or it is rebuilt (stale copies of moved shards are orphans, left
-    /// to GC; audits check the content of the rest).
-    async fn reconcile(&mut self, hoster: &str) {
+    /// to GC; audits check the content of the rest). With `distrust`, every one is rebuilt.
+    async fn reconcile(&mut self, hoster: &str, distrust: bool) {
         let Some(host) = self.disperser.hosters().get(hoster).cloned() else {
             return;
         };
@@ -351,7 +357,9 @@ impl OpsService {
                     continue;
                 }
                 let name = m.shard_storage_key_at(&key, i, p.version(i));
-                if !matches!(timed(host.has_shard(&name, m.shard_bytes)).await, Ok(true)) {
+                if distrust
+                    || !matches!(timed(host.has_shard(&name, m.shard_bytes)).await, Ok(true))
+                {
                     self.suspect.insert((segment, i));
                 }
             }
@@ -376,6 +384,16 @@ impl OpsService {
         let Some(outcome) = outcome else {
             return Ok(());
         };
+        // No answer from a hoster that is down is the probes' business (it may come back),
+        // not evidence against what it holds.
+        let down = self
+            .disperser
+            .hosters()
+            .get(&outcome.hoster)
+            .is_some_and(|h| h.is_down());
+        if outcome.evidence.is_none() && down {
+            return Ok(());
+        }
         if !outcome.passed() {
             tracing::warn!(hoster = %outcome.hoster, segment = outcome.segment, shard = outcome.shard,
                 verdict = ?outcome.verdict, "challenge failed: shard marked for repair");
@@ -388,7 +406,7 @@ impl OpsService {
                 s.challenges_failed += 1;
             }
         });
-        if let Some(event) = self.health.record_challenge(&outcome.hoster, passed, now) {
+        if let Some(event) = self.health.record_challenge(&outcome.hoster, passed) {
             self.on_event(event, now).await;
         }
         self.outcomes.push((now, outcome));
