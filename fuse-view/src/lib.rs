@@ -17,7 +17,8 @@
 //! - `fs`: [`HistoryFs`] and [`Presenter`]: what each file holds, through the read path;
 //! - `filesystem`: the thin `fuser::Filesystem` impl;
 //! - `mount`: [`mount`], [`Mounted`], [`MountError`], [`is_stale_mount`], the README text;
-//! - [`ceiling`]: bench-only trivial filesystem, independent of the rest.
+//! - `ceiling`: the bench-only trivial filesystem; it uses `read_window` and `MOUNT_THREADS`,
+//!   and nothing here uses it.
 
 pub mod ceiling;
 pub mod layout;
