@@ -1,46 +1,38 @@
 //! The in-process archive plugin: the node hands it each finalized block (with its state
-//! changes), it appends to the archive log, and a background task disperses sealed segments,
-//! reads them back and verifies them, and only then raises the prune watermark.
+//! changes), it appends to the archive log, and the archive's operations service
+//! (`archiver::ops`) disperses, verifies, heals and raises the prune watermark.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
+use archiver::ed25519_dalek::VerifyingKey;
+use archiver::ops::{OpsHandle, OpsOptions, OpsService, OpsStatus, SystemClock};
 use archiver::record::{BlockRecord, StateChange};
-use archiver::{Archive, Disperser, HistoryReader};
-use tokio::sync::Notify;
+use archiver::{Archive, HistoryReader};
 
 use crate::chain_db::BlockBytes;
 use crate::node::{FinalityPlugin, FinalizedBlock};
 
-/// How often the background task retries a stalled dispersal or verification: short enough that
-/// pruning resumes within seconds once hosters return, long enough not to spin on dead hosters.
-pub const MAINTENANCE_RETRY_MS: u64 = 1_000;
-
 /// Knobs of the plugin.
 #[derive(Clone, Debug)]
 pub struct ArchivePluginOptions {
-    /// Verified segments kept as local files for fast reads (older ones are read from hosters).
-    pub keep_local_segments: u64,
     /// Bound of the history read cache.
     pub history_cache_bytes: usize,
+    /// The operations service the plugin runs (maintenance, health, audits, repair, GC).
+    pub ops: OpsOptions,
+    /// Challenge identities of the hosters to audit (those without one are not audited).
+    pub hoster_keys: BTreeMap<String, VerifyingKey>,
 }
 
 impl Default for ArchivePluginOptions {
     fn default() -> Self {
         Self {
-            keep_local_segments: 2,
             history_cache_bytes: archiver::history::HISTORY_CACHE_BYTES_DEFAULT,
+            ops: OpsOptions::default(),
+            hoster_keys: BTreeMap::new(),
         }
     }
-}
-
-/// What the background task last saw (for status and tests).
-#[derive(Clone, Debug, Default)]
-pub struct MaintenanceStatus {
-    pub passes: u64,
-    pub last_error: Option<String>,
-    pub watermark: u64,
 }
 
 /// Shared view of a running plugin.
@@ -48,8 +40,7 @@ pub struct MaintenanceStatus {
 pub struct ArchivePluginHandle {
     pub reader: Arc<HistoryReader>,
     pub watermark: Arc<AtomicU64>,
-    pub status: Arc<Mutex<MaintenanceStatus>>,
-    wake: Arc<Notify>,
+    pub ops: OpsHandle,
 }
 
 impl std::fmt::Debug for ArchivePluginHandle {
@@ -61,13 +52,13 @@ impl std::fmt::Debug for ArchivePluginHandle {
 }
 
 impl ArchivePluginHandle {
-    /// Asks the background task for a pass now.
+    /// Asks the operations service for a pass now.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.ops.wake();
     }
 
-    pub fn status(&self) -> MaintenanceStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    pub fn status(&self) -> OpsStatus {
+        self.ops.status()
     }
 }
 
@@ -104,22 +95,19 @@ impl ArchivePlugin {
             archive.remote().clone(),
             opts.history_cache_bytes,
         ));
-        let disperser = archive.disperser();
-        let initial = disperser.safe_prune_watermark().unwrap_or(0);
+        let service = OpsService::new(
+            archive.disperser(),
+            archive.config().data_dir.clone(),
+            opts.hoster_keys,
+            opts.ops,
+            Arc::new(SystemClock),
+        );
+        let (task, ops) = service.spawn(rt);
         let handle = ArchivePluginHandle {
             reader,
-            watermark: Arc::new(AtomicU64::new(initial)),
-            status: Arc::new(Mutex::new(MaintenanceStatus {
-                watermark: initial,
-                ..Default::default()
-            })),
-            wake: Arc::new(Notify::new()),
+            watermark: ops.watermark.clone(),
+            ops,
         };
-        let task = rt.spawn(maintain(
-            disperser,
-            handle.clone(),
-            opts.keep_local_segments,
-        ));
         handle.wake();
         (
             Self {
@@ -172,89 +160,6 @@ pub fn append_restarting(
             log.append_batch(records)
         }
         other => other,
-    }
-}
-
-/// Segments whose metadata one scrub checks on every hoster: the whole archive is covered over
-/// (segments / this) scrubs, each a few small reads per record and hoster.
-pub const METADATA_SCRUB_SEGMENTS_PER_PASS: u64 = 64;
-/// How often the maintenance loop scrubs metadata (missing manifest, placement and head records
-/// are written again): often enough that an owner's deletion is healed within minutes, rarely
-/// enough that the reads cost nothing next to dispersal.
-pub const METADATA_SCRUB_INTERVAL_MS: u64 = 60_000;
-
-/// Where the next metadata scrub starts, and when the last one ran.
-#[derive(Default)]
-struct ScrubCursor {
-    next: u64,
-    last: Option<std::time::Instant>,
-}
-
-impl ScrubCursor {
-    /// One scrub window if the interval passed; a window past the end starts over at 0.
-    async fn step(&mut self, disperser: &Disperser) -> archiver::Result<()> {
-        let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(METADATA_SCRUB_INTERVAL_MS));
-        if !due {
-            return Ok(());
-        }
-        self.last = Some(std::time::Instant::now());
-        let window = self.next..self.next + METADATA_SCRUB_SEGMENTS_PER_PASS;
-        let report = disperser.scrub_metadata(window).await?;
-        if !report.republished.is_empty() || !report.damaged.is_empty() {
-            tracing::warn!(
-                republished = report.republished.len(),
-                damaged = report.damaged.len(),
-                "metadata scrub found records missing or damaged on hosters"
-            );
-        }
-        self.next = if report.segments_checked < METADATA_SCRUB_SEGMENTS_PER_PASS {
-            0
-        } else {
-            self.next + METADATA_SCRUB_SEGMENTS_PER_PASS
-        };
-        Ok(())
-    }
-}
-
-async fn maintain(disperser: Disperser, handle: ArchivePluginHandle, keep: u64) {
-    let mut scrub = ScrubCursor::default();
-    loop {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(MAINTENANCE_RETRY_MS),
-            handle.wake.notified(),
-        )
-        .await;
-        let mut error = None;
-        if let Err(e) = disperser.disperse_pending().await {
-            tracing::warn!(error = %e, "dispersal stalled; pruning waits");
-            error = Some(format!("disperse: {e}"));
-        }
-        if let Err(e) = disperser.verify_dispersed().await {
-            tracing::warn!(error = %e, "read-back verification failed; pruning waits");
-            error.get_or_insert(format!("verify: {e}"));
-        }
-        if let Err(e) = scrub.step(&disperser).await {
-            tracing::warn!(error = %e, "metadata scrub failed");
-            error.get_or_insert(format!("metadata scrub: {e}"));
-        }
-        let watermark = match disperser.safe_prune_watermark() {
-            Ok(w) => w,
-            Err(e) => {
-                error.get_or_insert(format!("watermark: {e}"));
-                handle.watermark.load(Ordering::SeqCst)
-            }
-        };
-        handle.watermark.store(watermark, Ordering::SeqCst);
-        if let Err(e) = disperser.prune_local_segments(keep) {
-            error.get_or_insert(format!("prune local segments: {e}"));
-        }
-        if let Ok(mut s) = handle.status.lock() {
-            s.passes += 1;
-            s.last_error = error;
-            s.watermark = watermark;
-        }
     }
 }
 

@@ -98,7 +98,10 @@ fn node_behind_its_archive_after_power_loss_reimports_instead_of_forking() {
     let dir = tempfile::tempdir().unwrap();
     let opts = ArchivePluginOptions {
         // Verified segments are deleted locally: re-imports then read them from the hosters.
-        keep_local_segments: 0,
+        ops: archiver::ops::OpsOptions {
+            keep_local_segments: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (plugin, _handle) = ArchivePlugin::start(archive(dir.path(), None), rt.handle(), opts);
@@ -217,7 +220,10 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
         archive(dir.path(), Some(&files)),
         rt.handle(),
         ArchivePluginOptions {
-            keep_local_segments: u64::MAX,
+            ops: archiver::ops::OpsOptions {
+                keep_local_segments: u64::MAX,
+                ..Default::default()
+            },
             ..Default::default()
         },
     );
