@@ -449,6 +449,26 @@ async fn scan_nslist_info_dbsize_shapes() {
         Err(ZdbError::Server { message, .. }) => assert!(message.contains("No more data")),
         other => panic!("expected No more data, got {other:?}"),
     }
+    // The typed walk: every live key once, a deleted one gone, the bound enforced.
+    c.del(b"k\x03").await.unwrap();
+    let keys = c.scan_all(16).await.unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            b"k\x00".to_vec(),
+            b"k\x01".to_vec(),
+            b"k\x02".to_vec(),
+            b"k\x04".to_vec()
+        ]
+    );
+    assert!(matches!(
+        c.scan_all(2).await,
+        Err(ZdbError::UnexpectedReply {
+            command: "SCAN",
+            ..
+        })
+    ));
+    assert_eq!(c.scan(Some(cursor)).await.unwrap(), None, "past the end");
 
     c.command(&[b"NSNEW", b"second"]).await.unwrap();
     let Reply::Array(names) = c.command(&[b"NSLIST"]).await.unwrap() else {
