@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{ArchiveError, Result};
 use crate::log::segment_file_name;
+use crate::metrics::ArchiveMetrics;
 use crate::record::{scan_record, BlockRecord, RecordScan};
 use crate::remote::{RemoteArchive, SegmentMeta};
 use crate::store::{Location, Store};
@@ -45,6 +46,8 @@ pub struct HistoryReader {
     /// `HISTORY_REBUILDS_MAX` permits, one per rebuild from the hosters.
     rebuilds: tokio::sync::Semaphore,
     pub stats: HistoryStats,
+    /// Cache hits, misses and bytes, when the process exports metrics.
+    metrics: Option<ArchiveMetrics>,
 }
 
 impl std::fmt::Debug for HistoryReader {
@@ -103,7 +106,15 @@ impl HistoryReader {
             inflight: Mutex::new(HashMap::new()),
             rebuilds: tokio::sync::Semaphore::new(HISTORY_REBUILDS_MAX),
             stats: HistoryStats::default(),
+            metrics: None,
         }
+    }
+
+    /// Also counts cache hits and misses, and the cache's bytes, into `metrics`.
+    pub fn with_metrics(mut self, metrics: ArchiveMetrics) -> Self {
+        metrics.set_cache_bytes(self.cached_bytes());
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -128,6 +139,9 @@ impl HistoryReader {
     pub fn clear_cache(&self) {
         if let Ok(mut c) = self.cache.lock() {
             *c = Lru::default();
+        }
+        if let Some(m) = &self.metrics {
+            m.set_cache_bytes(0);
         }
     }
 
@@ -160,7 +174,13 @@ impl HistoryReader {
     pub async fn segment(&self, segment: u64) -> Result<Arc<Vec<u8>>> {
         if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(segment)) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = &self.metrics {
+                m.cache_hit();
+            }
             return Ok(hit);
+        }
+        if let Some(m) = &self.metrics {
+            m.cache_miss();
         }
         let cell: Shared = {
             let mut inflight = self
@@ -176,6 +196,9 @@ impl HistoryReader {
                     self.stats.remote_segments.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut c) = self.cache.lock() {
                         c.put(segment, data.clone(), self.cache_bytes_max);
+                        if let Some(m) = &self.metrics {
+                            m.set_cache_bytes(c.bytes);
+                        }
                     }
                 }
                 fetched.map_err(|e| e.to_string())
@@ -262,5 +285,72 @@ mod tests {
         assert!(lru.get(0).is_none());
         lru.put(99, Arc::new(vec![0; 101]), 100);
         assert!(lru.get(99).is_none());
+    }
+
+    fn record(number: u64, parent: [u8; 32]) -> BlockRecord {
+        let block = vec![number as u8; 1_000];
+        BlockRecord {
+            number,
+            hash: *blake3::hash(&[&number.to_le_bytes()[..], &parent, &block].concat()).as_bytes(),
+            parent_hash: parent,
+            block,
+            justification: None,
+            changes: vec![],
+        }
+    }
+
+    /// A pruned segment read twice: one miss (rebuilt from the hosters), then one hit.
+    #[tokio::test]
+    async fn metrics_count_cache_hits_misses_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_hosts, entries, set) = crate::testing::memory_hosters(6);
+        let mut cfg = crate::ArchiveConfig::new(dir.path().join("data"), entries);
+        (cfg.data_shards, cfg.parity_shards) = (4, 2);
+        cfg.durability = crate::Durability::Os;
+        let mut archive =
+            crate::Archive::open(cfg, crate::MasterKey::from_bytes([7; 32]), set).unwrap();
+        let mut parent = [0; 32];
+        for n in 0..5 {
+            let r = record(n, parent);
+            parent = r.hash;
+            archive.log_mut().append(&r).unwrap();
+        }
+        archive.log_mut().seal_active().unwrap();
+        archive.disperse_pending().await.unwrap();
+        let disperser = archive.disperser();
+        assert_eq!(disperser.verify_dispersed().await.unwrap(), 1);
+        assert_eq!(disperser.prune_local_segments(0).unwrap(), 1);
+
+        let registry = prometheus::Registry::new();
+        let metrics = crate::metrics::ArchiveMetrics::register(&registry).unwrap();
+        let reader = HistoryReader::new(
+            archive.store().clone(),
+            archive.log().dir().to_path_buf(),
+            archive.remote().clone(),
+            HISTORY_CACHE_BYTES_DEFAULT,
+        )
+        .with_metrics(metrics);
+        for _ in 0..2 {
+            assert_eq!(reader.block(3).await.unwrap().unwrap().number, 3);
+        }
+        let value = |name: &str| -> f64 {
+            let text = prometheus::TextEncoder::new()
+                .encode_to_string(&registry.gather())
+                .unwrap();
+            let line = text.lines().find(|l| l.split(' ').next() == Some(name));
+            line.and_then(|l| l.split(' ').nth(1))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value("archiver_history_cache_misses_total"), 1.0);
+        assert_eq!(value("archiver_history_cache_hits_total"), 1.0);
+        assert_eq!(
+            value("archiver_history_cache_bytes"),
+            reader.cached_bytes() as f64
+        );
+        assert!(reader.cached_bytes() > 0);
+        reader.clear_cache();
+        assert_eq!(value("archiver_history_cache_bytes"), 0.0);
     }
 }

@@ -3,14 +3,20 @@
 //! existing clients read all of history unchanged. Also the new-spec `archive_v1_*` methods and
 //! `archiver_*` extensions (status, manifests, inclusion proofs).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use archiver::HistoryReader;
+use archiver::{ArchiveMetrics, HistoryReader};
 use jsonrpsee::core::server::SubscriptionMessage;
-use jsonrpsee::server::{PendingSubscriptionSink, RpcModule, Server, ServerHandle};
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::server::middleware::rpc::{
+    Batch, BatchEntry, Notification, RpcServiceBuilder, RpcServiceT,
+};
+use jsonrpsee::server::{
+    BatchResponseBuilder, MethodResponse, PendingSubscriptionSink, RpcModule, Server, ServerHandle,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params, Request};
 use parity_scale_codec::{Decode, Encode};
 use serde_json::{json, Value};
 
@@ -760,10 +766,27 @@ pub fn manifest_json(
     })
 }
 
+/// How a server is started beyond its address and backend.
+#[derive(Clone, Debug, Default)]
+pub struct RpcOptions {
+    /// Where each call's latency goes (`archiver_rpc_request_seconds{method}`); None: not
+    /// measured.
+    pub metrics: Option<ArchiveMetrics>,
+}
+
 /// Starts a server on `addr` (WebSocket and HTTP on the same port). Returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     backend: Backend,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    serve_with(addr, backend, RpcOptions::default()).await
+}
+
+/// As [`serve`], with `options` (metrics).
+pub async fn serve_with(
+    addr: SocketAddr,
+    backend: Backend,
+    options: RpcOptions,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_connections(RPC_CONNECTIONS_MAX)
@@ -774,10 +797,110 @@ pub async fn serve(
         .max_request_body_size(RPC_REQUEST_BYTES_MAX)
         .max_response_body_size(RPC_RESPONSE_BYTES_MAX)
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let metrics = options.metrics;
+    let middleware = RpcServiceBuilder::new().layer_fn(move |service| RpcLatency {
+        service,
+        metrics: metrics.clone(),
+    });
+    let server = Server::builder()
+        .set_config(config)
+        .set_rpc_middleware(middleware)
+        .build(addr)
+        .await?;
     let local = server.local_addr()?;
     let module = module(backend).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((local, server.start(module)))
+}
+
+/// The `method` label of a call: a served method's name, else `other`, so clients cannot grow
+/// the label set by sending made-up names.
+fn method_label(name: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// RPC middleware timing each call by method. Batches are taken apart here and each call timed
+/// on its own: the root service would otherwise run a batch's calls past this layer.
+#[derive(Clone)]
+struct RpcLatency<S> {
+    service: S,
+    metrics: Option<ArchiveMetrics>,
+}
+
+impl<S> RpcServiceT for RpcLatency<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let service = self.service.clone();
+        let metrics = self.metrics.clone();
+        async move {
+            let Some(metrics) = metrics else {
+                return service.call(request).await;
+            };
+            let method = method_label(request.method_name());
+            let started = Instant::now();
+            let response = service.call(request).await;
+            metrics.rpc_request(method, started.elapsed().as_secs_f64());
+            response
+        }
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let this = self.clone();
+        async move {
+            if this.metrics.is_none() {
+                return this.service.batch(batch).await;
+            }
+            // As jsonrpsee's root service answers a batch, with `self.call` per call.
+            let mut responses =
+                BatchResponseBuilder::new_with_limit(RPC_RESPONSE_BYTES_MAX as usize);
+            let mut got_notification = false;
+            for entry in batch {
+                let response = match entry {
+                    Ok(BatchEntry::Call(request)) => this.call(request).await,
+                    Ok(BatchEntry::Notification(n)) => {
+                        got_notification = true;
+                        this.service.notification(n).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        let (e, id) = e.into_parts();
+                        MethodResponse::error(id, e)
+                    }
+                };
+                if let Err(too_large) = responses.append(response) {
+                    return too_large;
+                }
+            }
+            if responses.is_empty() && got_notification {
+                MethodResponse::notification()
+            } else {
+                MethodResponse::from_batch(responses.finish())
+            }
+        }
+    }
+
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.service.notification(n)
+    }
 }
 
 #[cfg(test)]
@@ -820,5 +943,62 @@ mod tests {
             signed_block_from_json(&json!({"block": {"header": v, "extrinsics": ["0xzz"]}}))
                 .is_err()
         );
+    }
+
+    /// Every call is timed under its method, batched calls one by one, and names the server
+    /// does not serve all count as `other`.
+    #[tokio::test]
+    async fn latency_is_measured_by_method_including_batched_calls() {
+        use jsonrpsee::core::client::ClientT;
+        use jsonrpsee::core::params::BatchRequestBuilder;
+        use jsonrpsee::rpc_params;
+
+        let registry = prometheus::Registry::new();
+        let metrics = ArchiveMetrics::register(&registry).unwrap();
+        let backend = Backend {
+            node: None,
+            archive: None,
+            chain_name: "test".into(),
+        };
+        let options = RpcOptions {
+            metrics: Some(metrics),
+        };
+        let (addr, server) = serve_with("127.0.0.1:0".parse().unwrap(), backend, options)
+            .await
+            .unwrap();
+        let client = jsonrpsee::http_client::HttpClientBuilder::default()
+            .build(format!("http://{addr}"))
+            .unwrap();
+        let name: String = client.request("system_name", rpc_params![]).await.unwrap();
+        assert_eq!(name, "poa-archiver");
+        let mut batch = BatchRequestBuilder::new();
+        batch.insert("system_name", rpc_params![]).unwrap();
+        batch.insert("system_chain", rpc_params![]).unwrap();
+        batch.insert("made_up_method", rpc_params![]).unwrap();
+        let answers = client.batch_request::<String>(batch).await.unwrap();
+        assert_eq!(answers.num_successful_calls(), 2);
+        assert_eq!(answers.num_failed_calls(), 1);
+        let chain = answers.iter().nth(1).unwrap().as_ref().unwrap();
+        assert_eq!(chain, "test");
+        let unknown = client
+            .request::<String, _>("another_made_up_method", rpc_params![])
+            .await;
+        assert!(unknown.is_err());
+        server.stop().unwrap();
+
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for line in [
+            "archiver_rpc_request_seconds_count{method=\"system_name\"} 2",
+            "archiver_rpc_request_seconds_count{method=\"system_chain\"} 1",
+            "archiver_rpc_request_seconds_count{method=\"other\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("made_up"), "{text}");
     }
 }

@@ -110,11 +110,14 @@ fn prefix_of(given: &[u8], name: &str) -> bool {
     given.len() <= name.len() && given.eq_ignore_ascii_case(&name.as_bytes()[..given.len()])
 }
 
+#[cfg(test)]
 fn lookup(name: &[u8]) -> Option<Cmd> {
-    COMMANDS
-        .iter()
-        .find(|(n, _)| prefix_of(name, n))
-        .map(|&(_, c)| c)
+    lookup_entry(name).map(|(_, c)| c)
+}
+
+/// The table entry a name runs: its full name (the metrics' `command` label) and command.
+fn lookup_entry(name: &[u8]) -> Option<(&'static str, Cmd)> {
+    COMMANDS.iter().find(|(n, _)| prefix_of(name, n)).copied()
 }
 
 fn err(message: &'static str) -> Out {
@@ -204,7 +207,11 @@ pub(crate) async fn dispatch(
     session: &mut Session,
     args: Vec<Vec<u8>>,
 ) -> Out {
-    let Some(cmd) = args.first().and_then(|name| lookup(name)) else {
+    let entry = args.first().and_then(|name| lookup_entry(name));
+    if let Some(m) = shared.metrics.get() {
+        m.command(entry.map_or(super::UNKNOWN_COMMAND, |(name, _)| name));
+    }
+    let Some((_, cmd)) = entry else {
         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
         return err("Command not supported");
     };

@@ -3,6 +3,7 @@
 
 mod commands;
 pub mod format;
+mod metrics;
 mod namespace;
 pub mod storage;
 
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::resp::{RespError, RespReader, VALUE_BYTES_MAX};
 use format::NsProps;
+pub use metrics::UNKNOWN_COMMAND;
 use namespace::Namespace;
 pub use storage::{DataLog, FileStorage, HosterStorage};
 
@@ -111,6 +113,9 @@ pub struct HosterServerConfig {
     /// `--no-sync`: acknowledged writes survive a crash of the process but not of the machine.
     pub sync: bool,
     pub limits: HosterLimits,
+    /// Where the hoster's `zdb_hoster_*` families are registered (served by the caller, e.g.
+    /// `archiver::metrics::serve_metrics`); None: no metrics.
+    pub metrics: Option<prometheus::Registry>,
 }
 
 impl HosterServerConfig {
@@ -122,6 +127,7 @@ impl HosterServerConfig {
             admin_password: None,
             sync: true,
             limits: HosterLimits::default(),
+            metrics: None,
         }
     }
 }
@@ -138,6 +144,7 @@ impl std::fmt::Debug for HosterServerConfig {
             )
             .field("sync", &self.sync)
             .field("limits", &self.limits)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -163,6 +170,12 @@ pub enum HosterError {
          admin; set one (--admin-password-file) or listen on loopback"
     )]
     OpenNonLoopback { addr: SocketAddr },
+    #[error("registering hoster metric family {family}: {source}")]
+    Metrics {
+        family: &'static str,
+        #[source]
+        source: prometheus::Error,
+    },
 }
 
 #[derive(Default)]
@@ -190,6 +203,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Answers storage challenges with this hoster's identity.
     prover: Arc<crate::prove::Prover>,
+    /// Set once at bind when the config names a registry.
+    metrics: std::sync::OnceLock<metrics::HosterMetrics>,
 }
 
 impl Shared {
@@ -286,23 +301,27 @@ impl HosterServer {
                 addr: cfg.listen,
                 source,
             })?;
-        Ok(Self {
-            listener,
-            shared: Arc::new(Shared {
-                storage,
-                namespaces: RwLock::new(namespaces),
-                admin_password: cfg.admin_password.map(String::into_bytes),
-                sync,
-                limits: cfg.limits,
-                stats: Stats::default(),
-                boot: SystemTime::now(),
-                closed: AtomicBool::new(false),
-                prover: Arc::new(crate::prove::Prover::with_tree_dir(
-                    identity,
-                    cfg.data_dir.join(crate::prove::TREES_DIR),
-                )),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            storage,
+            namespaces: RwLock::new(namespaces),
+            admin_password: cfg.admin_password.map(String::into_bytes),
+            sync,
+            limits: cfg.limits,
+            stats: Stats::default(),
+            boot: SystemTime::now(),
+            closed: AtomicBool::new(false),
+            prover: Arc::new(crate::prove::Prover::with_tree_dir(
+                identity,
+                cfg.data_dir.join(crate::prove::TREES_DIR),
+            )),
+            metrics: std::sync::OnceLock::new(),
+        });
+        if let Some(registry) = &cfg.metrics {
+            let _ = shared
+                .metrics
+                .set(metrics::HosterMetrics::register(registry, &shared)?);
+        }
+        Ok(Self { listener, shared })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -335,7 +354,9 @@ impl HosterServer {
                         };
                         shared.stats.clients.fetch_add(1, Ordering::Relaxed);
                         let shared = Arc::clone(&shared);
+                        let open = shared.metrics.get().map(metrics::HosterMetrics::connection);
                         connections.spawn(async move {
+                            let _open = open;
                             if let Err(e) = serve_connection(shared, stream).await {
                                 tracing::debug!(%peer, error = %e, "connection ended");
                             }
@@ -579,6 +600,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
             Ok(None) => return Ok(()),
             Err(e) => {
                 if let Some(message) = e.server_message() {
+                    if let Some(m) = shared.metrics.get() {
+                        m.error();
+                    }
                     // After the replies still batched for earlier pipelined requests.
                     encode_out(&mut out, &Out::Error(message));
                     send(&mut writer, &mut out.as_slice(), limits.write_timeout_ms).await?;
@@ -595,6 +619,11 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) -> Result<(), 
             .rx_bytes
             .fetch_add(rx as u64, Ordering::Relaxed);
         let reply = commands::dispatch(&shared, &mut session, args).await;
+        if matches!(reply, Out::Error(_) | Out::ErrorOwned(_)) {
+            if let Some(m) = shared.metrics.get() {
+                m.error();
+            }
+        }
         match reply {
             Out::Bulk(value) if value.len() > INLINE_REPLY_BYTES_MAX => {
                 // Large value: header from the reply buffer, value straight from its Vec.
