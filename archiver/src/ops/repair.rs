@@ -30,6 +30,8 @@ pub struct RepairJob {
     pub redundancy_left: i64,
     /// Traffic of the job: k shards read once plus the rebuilt shards written.
     pub bytes: u64,
+    /// Bytes of one shard of the segment.
+    pub shard_bytes: u64,
 }
 
 /// Why a shard is to be rebuilt, as the plan's input.
@@ -91,6 +93,7 @@ impl RepairScheduler {
             }
             jobs.push(RepairJob {
                 segment,
+                shard_bytes: manifest.shard_bytes,
                 bytes: (u64::from(manifest.data_shards) + shards.len() as u64)
                     * manifest.shard_bytes,
                 redundancy_left: i64::from(manifest.parity_shards) - unreadable,

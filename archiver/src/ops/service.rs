@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::archive::Disperser;
 use crate::audit::{AuditLog, ChallengeOutcome};
+use crate::metrics::{ArchiveMetrics, HeightStatus};
 use crate::remote::timed;
 
 use super::auditor::Auditor;
@@ -134,6 +135,7 @@ pub struct OpsService {
     last_probe_ms: Option<u64>,
     last_audit_ms: Option<u64>,
     gc_due_ms: u64,
+    metrics: Option<ArchiveMetrics>,
 }
 
 impl std::fmt::Debug for OpsService {
@@ -180,7 +182,15 @@ impl OpsService {
             outcomes: Vec::new(),
             last_probe_ms: None,
             last_audit_ms: None,
+            metrics: None,
         }
+    }
+
+    /// Publishes what the service sees as Prometheus families (heights, redundancy, repair
+    /// queue, hoster health and bytes, challenges, GC).
+    pub fn with_metrics(mut self, metrics: ArchiveMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn handle(&self) -> OpsHandle {
@@ -227,11 +237,45 @@ impl OpsService {
             errors.push(format!("heal: {e}"));
         }
         let watermark = self.handle.watermark.load(Ordering::SeqCst);
+        if let Err(e) = self.publish_heights(watermark) {
+            errors.push(format!("read heights: {e}"));
+        }
         self.handle.update(|s| {
             s.passes += 1;
             s.last_error = errors.into_iter().next();
             s.watermark = watermark;
         });
+    }
+
+    /// `archiver_block_height{status}` from the store: the last block archived, sealed,
+    /// dispersed and verified, and the watermark below which the node may prune.
+    fn publish_heights(&self, watermark: u64) -> crate::Result<()> {
+        let Some(m) = &self.metrics else {
+            return Ok(());
+        };
+        let store = self.disperser.store();
+        let last_of = |next_segment: u64| -> crate::Result<Option<u64>> {
+            Ok(match next_segment.checked_sub(1) {
+                Some(s) => store.sealed(s)?.map(|s| s.last_number),
+                None => None,
+            })
+        };
+        if let Some((last, _)) = store.log_head()?.last {
+            m.set_height(HeightStatus::Archived, last);
+        }
+        let sealed = store.sealed_all()?.last().map(|s| s.last_number);
+        let heights = [
+            (HeightStatus::Sealed, sealed),
+            (HeightStatus::Dispersed, last_of(store.dispersed_next()?)?),
+            (HeightStatus::Verified, last_of(store.verified_next()?)?),
+            (HeightStatus::Pruned, watermark.checked_sub(1)),
+        ];
+        for (status, height) in heights {
+            if let Some(h) = height {
+                m.set_height(status, h);
+            }
+        }
+        Ok(())
     }
 
     /// Probes, audits, repairs and collects orphans, each when due.
@@ -266,10 +310,14 @@ impl OpsService {
         avoided.dedup();
         self.disperser.set_avoided(avoided);
         let jobs = self.scheduler.plan(self.disperser.store(), &input)?;
+        let queue_bytes = jobs.iter().map(|j| j.bytes).sum();
+        if let Some(m) = &self.metrics {
+            m.set_repair_queue(jobs.len() as u64, queue_bytes);
+        }
         self.handle.update(|s| {
             s.draining = draining.clone();
             s.repair_queue_segments = jobs.len() as u64;
-            s.repair_queue_bytes = jobs.iter().map(|j| j.bytes).sum();
+            s.repair_queue_bytes = queue_bytes;
         });
         let repaired = self.run_jobs(&jobs).await;
         if !repaired.is_empty() {
@@ -280,6 +328,9 @@ impl OpsService {
         if now >= self.gc_due_ms && input.lost.is_empty() {
             self.gc_due_ms = now.saturating_add(self.opts.gc_interval_ms);
             let report = collect_orphans(&self.disperser).await?;
+            if let Some(m) = &self.metrics {
+                m.gc_deleted(report.shards_deleted());
+            }
             self.handle.update(|s| {
                 s.gc_deleted_shards += report.shards_deleted();
                 s.last_gc = Some(report);
@@ -290,13 +341,21 @@ impl OpsService {
 
     /// Pings every hoster; acts on what changed.
     async fn probe(&mut self, now: u64) {
+        // Stored bytes double as the probe: one NSINFO per hoster.
         let pings = self.disperser.hosters().all().iter().map(|h| {
             let h = h.clone();
-            async move { (h.name().to_string(), timed(h.ping()).await.is_ok()) }
+            async move { (h.name().to_string(), timed(h.stored_bytes()).await.ok()) }
         });
         let results = futures::future::join_all(pings).await;
         let mut up = BTreeMap::new();
-        for (name, ok) in results {
+        for (name, bytes) in results {
+            let ok = bytes.is_some();
+            if let Some(m) = &self.metrics {
+                m.hoster_up(&name, ok);
+                if let Some(b) = bytes {
+                    m.hoster_bytes(&name, b);
+                }
+            }
             up.insert(name.clone(), ok);
             if let Some(event) = self.health.record_probe(&name, ok, now) {
                 self.on_event(event, now).await;
@@ -399,6 +458,9 @@ impl OpsService {
                 verdict = ?outcome.verdict, "challenge failed: shard marked for repair");
         }
         let passed = outcome.passed();
+        if let Some(m) = &self.metrics {
+            m.challenge(&outcome.hoster, passed, outcome.latency_ms / 1e3);
+        }
         self.handle.update(|s| {
             if passed {
                 s.challenges_passed += 1;
@@ -446,7 +508,10 @@ impl OpsService {
             }
             match self.disperser.repair_shards(job.segment, &job.shards).await {
                 Ok(repaired) => {
-                    let per_shard = job.bytes / (job.shards.len() as u64).max(1);
+                    let per_shard = job.shard_bytes;
+                    if let Some(m) = &self.metrics {
+                        m.repaired(repaired.len() as u64, per_shard * repaired.len() as u64);
+                    }
                     self.handle.update(|s| {
                         s.repaired_shards += repaired.len() as u64;
                         s.repaired_bytes += per_shard * repaired.len() as u64;
@@ -500,6 +565,9 @@ impl OpsService {
                 by_left.resize(left + 1, 0);
             }
             by_left[left] += 1;
+        }
+        if let Some(m) = &self.metrics {
+            m.set_redundancy(&by_left);
         }
         self.handle.update(|s| s.segments_by_redundancy = by_left);
         Ok(())
