@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +11,7 @@ use node_plugin::node::{ChainSpec, Node, NodeConfig};
 use node_plugin::plugin::{ArchivePlugin, ArchivePluginHandle, ArchivePluginOptions};
 use node_plugin::rpc::{self, ArchiveAccess, Backend};
 
-use crate::config_file::{open_archive, open_remote, ConfigFile};
+use crate::config_file::{open_archive, open_read_only, open_remote};
 
 /// `archiver node` settings.
 #[derive(Clone, Debug)]
@@ -190,36 +189,11 @@ pub async fn run_follow(config: &Path, url: &str, stop_at: Option<u64>, flush: b
     Ok(())
 }
 
-/// Opens the config's archive read-only beside its writer, for serving.
-pub fn archive_access(
-    config: &Path,
-    cache_mib: usize,
-) -> Result<(ArchiveAccess, tempfile::TempDir)> {
-    let loaded = ConfigFile::load(config)?;
-    let scratch = tempfile::tempdir().context("create secondary store directory")?;
-    let store =
-        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
-            .context("open archive store (read-only)")?;
-    let remote = open_remote(config)?;
-    let reader = archiver::HistoryReader::new(
-        store,
-        loaded.archive.data_dir.join("segments"),
-        remote,
-        cache_mib * 1024 * 1024,
-    );
-    Ok((
-        ArchiveAccess {
-            reader: Arc::new(reader),
-        },
-        scratch,
-    ))
-}
-
 /// `archiver rpc`: the history RPC over the archive alone.
 pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Result<()> {
-    let (access, _scratch) = archive_access(config, cache_mib)?;
-    let chain_name = access
-        .reader
+    // Held until the server stops: it owns the secondary store's scratch directory.
+    let view = open_read_only(config, cache_mib)?;
+    let chain_name = view
         .store()
         .state(node_plugin::node::CHAIN_SPEC_KEY)
         .ok()
@@ -228,7 +202,9 @@ pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Res
         .map_or_else(|| "unknown".to_string(), |s| s.name);
     let backend = Backend {
         node: None,
-        archive: Some(access),
+        archive: Some(ArchiveAccess {
+            reader: view.reader().clone(),
+        }),
         chain_name,
     };
     let (addr, server) = rpc::serve(listen, backend)

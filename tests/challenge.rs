@@ -249,8 +249,8 @@ async fn hosters_prove_possession_over_the_wire() {
         .unwrap()
         .to_string();
     let mut file: ConfigFile = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    file.hosters[4].prover = Some(addr);
-    file.hosters[4].public_key = Some(id);
+    file.archive.hosters[4].prover = Some(addr);
+    file.archive.hosters[4].public_key = Some(id);
     let sidecar_config = dir.path().join("sidecar.toml");
     file.write_new(&sidecar_config).unwrap();
     for _ in 0..2 {
@@ -266,7 +266,7 @@ async fn hosters_prove_possession_over_the_wire() {
         );
     }
     // The hoster's own identity is not the sidecar's: its proofs are refused under that key.
-    file.hosters[4].prover = None;
+    file.archive.hosters[4].prover = None;
     let mixed_config = dir.path().join("mixed.toml");
     file.write_new(&mixed_config).unwrap();
     let out = archiver(&mixed_config, &["challenge", "--hoster", "h4"]);

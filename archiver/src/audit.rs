@@ -199,7 +199,7 @@ impl AuditLog {
         opts.create_if_missing(true);
         // A continuous audit opens the store once per result: keep RocksDB's info logs few.
         opts.set_keep_log_file_num(4);
-        let path = data_dir.join("audit");
+        let path = crate::config::DataDir::new(data_dir).audit();
         let waited = Instant::now();
         loop {
             match rocksdb::DB::open(&opts, &path) {
@@ -224,7 +224,7 @@ impl AuditLog {
     /// Opens the audit store read-only, beside a running audit (RocksDB's read-only mode takes
     /// no lock); None when no audit ever ran. For `status`.
     pub fn open_read_only(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
-        let path = data_dir.join("audit");
+        let path = crate::config::DataDir::new(data_dir).audit();
         if !path.exists() {
             return Ok(None);
         }
@@ -235,7 +235,7 @@ impl AuditLog {
 
     /// Opens an existing audit store, or None when no audit ever ran.
     pub fn open_existing(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
-        if !data_dir.join("audit").exists() {
+        if !crate::config::DataDir::new(data_dir).audit().exists() {
             return Ok(None);
         }
         Self::open(data_dir).map(Some)

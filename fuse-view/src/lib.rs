@@ -8,7 +8,6 @@
 //! chain-specific JSON), [`mount`] (mounts it, refusing a stale mountpoint with the command that
 //! clears it). The crate never writes to the archive and knows no chain format.
 
-pub mod ceiling;
 pub mod layout;
 
 use std::collections::HashMap;

@@ -1,0 +1,18 @@
+//! `archiver rpc`: the Substrate-compatible history RPC over the archive alone, beside a running
+//! node or follower.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "127.0.0.1:9945")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value_t = 256)]
+    cache_mib: usize,
+}
+
+pub async fn run(config: &Path, a: Args) -> Result<()> {
+    archiver_cli::chain::run_rpc(config, a.listen, a.cache_mib).await
+}
