@@ -163,11 +163,9 @@ async fn hosters_prove_possession_over_the_wire() {
     // A hoster that fetches the shard from a remote copy over a 2 MB/s link misses a 250 ms deadline; the
     // same hoster answering from its own disk makes it.
     let store_dir = tempfile::tempdir().unwrap();
-    let store = archiver::store::Store::open_secondary(
-        &loaded.archive.data_dir.join("db"),
-        store_dir.path(),
-    )
-    .unwrap();
+    let store =
+        archiver::store::Store::open_secondary(&loaded.archive.layout().db(), store_dir.path())
+            .unwrap();
     let placement = store.placement(1).unwrap().unwrap();
     let manifest = store.manifest(1).unwrap().unwrap();
     let (shard, holder) = placement

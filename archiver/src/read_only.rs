@@ -83,3 +83,51 @@ impl ReadOnlyArchive {
         self.store.catch_up()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::record::BlockRecord;
+    use crate::Archive;
+
+    fn block(number: u64, parent: [u8; 32]) -> BlockRecord {
+        let body = vec![number as u8; 100];
+        let hash = *blake3::hash(&[&number.to_le_bytes()[..], &parent, &body].concat()).as_bytes();
+        BlockRecord {
+            number,
+            hash,
+            parent_hash: parent,
+            block: body,
+            justification: None,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Beside a writer holding the archive, the view reads what was committed when it opened,
+    /// and what came later once it catches up; its store is the one under `DataDir::db`.
+    #[tokio::test]
+    async fn reads_beside_the_writer_and_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, entries, set) = crate::testing::memory_hosters(6);
+        let cfg = ArchiveConfig::new(dir.path().to_path_buf(), entries);
+        let key = MasterKey::generate();
+        let view_key = Arc::new(MasterKey::from_hex(&key.to_hex()).unwrap());
+        let mut archive = Archive::open(cfg.clone(), key, set.clone()).unwrap();
+        let first = block(0, [0; 32]);
+        archive.log_mut().append(&first).unwrap();
+        assert!(cfg.layout().db().is_dir() && cfg.layout().segments().is_dir());
+
+        let view = ReadOnlyArchive::open(&cfg, view_key, set, 1 << 20).unwrap();
+        let got = view.reader().block(0).await.unwrap().unwrap();
+        assert_eq!(got.hash, first.hash);
+        assert!(view.reader().block(1).await.unwrap().is_none());
+
+        let second = block(1, first.hash);
+        archive.log_mut().append(&second).unwrap();
+        view.catch_up().unwrap();
+        let got = view.reader().block(1).await.unwrap().unwrap();
+        assert_eq!(got.hash, second.hash);
+        assert_eq!(view.store().log_head().unwrap().last.map(|l| l.0), Some(1));
+    }
+}
