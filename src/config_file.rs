@@ -1,11 +1,10 @@
 //! The `archiver` config file (TOML): master key, archive parameters, client tuning and hosters.
 //! Unknown keys are refused so a typo never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
-
 use archiver::config::{ArchiveConfig, ClientConfig, HosterEntry};
 use archiver::MasterKey;
 use serde::{Deserialize, Serialize};
