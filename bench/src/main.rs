@@ -7,7 +7,7 @@ use clap::Parser;
 
 /// Throughput and memory figures against the single-stage limits measured in the same run.
 #[derive(Parser)]
-#[command(name = "archiver bench", bin_name = "archiver bench", version)]
+#[command(name = "archiver bench", version)]
 struct Args {
     /// MiB of block data per ingest run.
     #[arg(long, default_value_t = 512)]

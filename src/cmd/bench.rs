@@ -26,7 +26,11 @@ pub async fn run(_config: &Path, a: Args) -> Result<()> {
             own.display()
         );
     }
-    // exec replaces this process: the bench's output, exit code and signals are its own.
-    let err = std::process::Command::new(&bench).args(&a.args).exec();
+    // exec replaces this process: the bench's output, exit code and signals are its own; its
+    // usage lines name the command the user typed.
+    let err = std::process::Command::new(&bench)
+        .arg0("archiver bench")
+        .args(&a.args)
+        .exec();
     Err(err).with_context(|| format!("run {}", bench.display()))
 }
