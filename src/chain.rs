@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +27,8 @@ pub struct NodeArgs {
     pub archive: bool,
     pub keep_local_segments: u64,
     pub cache_mib: usize,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
     /// Import from this node instead of authoring.
     pub follow: Option<String>,
     /// Sync from the archive first, trusting this hash.
@@ -39,21 +40,33 @@ pub fn parse_hash(s: &str) -> Result<[u8; 32]> {
     <[u8; 32]>::try_from(b.as_slice()).map_err(|_| anyhow::anyhow!("{s}: a block hash is 32 bytes"))
 }
 
+/// The archive plugin over the config's archive, running the operations service with the
+/// config's `[ops]` settings (`keep` overriding its local-segment count) and auditing every hoster
+/// with a `public_key`.
 async fn plugin_for(
     config: &Path,
     keep: u64,
     cache_mib: usize,
+    metrics: Option<archiver::ArchiveMetrics>,
 ) -> Result<(ArchivePlugin, ArchivePluginHandle)> {
     let archive = open_archive(config)?;
     for (name, e) in archive.prepare_hosters().await {
         tracing::warn!(hoster = %name, error = %e, "hoster not prepared (dispersal retries)");
     }
+    let (hoster_keys, bad) = archiver::audit::hoster_keys(&archive.config().hosters);
+    for (name, why) in bad {
+        tracing::warn!(hoster = %name, error = %why, "public_key does not parse: not audited");
+    }
+    let mut ops = archive.config().ops.clone();
+    ops.keep_local_segments = keep;
     Ok(ArchivePlugin::start(
         archive,
         &tokio::runtime::Handle::current(),
         ArchivePluginOptions {
-            keep_local_segments: keep,
             history_cache_bytes: cache_mib * 1024 * 1024,
+            ops,
+            hoster_keys,
+            metrics,
         },
     ))
 }
@@ -63,8 +76,15 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
     if let Some(trusted) = args.sync_from_archive {
         run_sync(config, &args.data, trusted, args.retention, false).await?;
     }
+    let metrics = crate::metrics::archive_metrics(args.metrics).await?;
     let (plugin, handle) = if args.archive {
-        let (p, h) = plugin_for(config, args.keep_local_segments, args.cache_mib).await?;
+        let (p, h) = plugin_for(
+            config,
+            args.keep_local_segments,
+            args.cache_mib,
+            metrics.clone(),
+        )
+        .await?;
         (Some(p), Some(h))
     } else {
         (None, None)
@@ -93,7 +113,7 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
         }),
         chain_name: node.spec().name.clone(),
     };
-    let (addr, server) = rpc::serve(args.rpc, backend)
+    let (addr, server) = rpc::serve_with(args.rpc, backend, rpc::RpcOptions { metrics })
         .await
         .context("start RPC server")?;
     crate::announce(format_args!(
@@ -144,8 +164,15 @@ pub async fn shutdown_signal() {
 }
 
 /// `archiver follow`: archives a node reached over RPC.
-pub async fn run_follow(config: &Path, url: &str, stop_at: Option<u64>, flush: bool) -> Result<()> {
-    let (mut plugin, handle) = plugin_for(config, u64::MAX, 64).await?;
+pub async fn run_follow(
+    config: &Path,
+    url: &str,
+    stop_at: Option<u64>,
+    flush: bool,
+    metrics: Option<SocketAddr>,
+) -> Result<()> {
+    let metrics = crate::metrics::archive_metrics(metrics).await?;
+    let (mut plugin, handle) = plugin_for(config, u64::MAX, 64, metrics).await?;
     let started = std::time::Instant::now();
     let wake = handle.clone();
     let fetched = {
@@ -190,36 +217,17 @@ pub async fn run_follow(config: &Path, url: &str, stop_at: Option<u64>, flush: b
     Ok(())
 }
 
-/// Opens the config's archive read-only beside its writer, for serving.
-pub fn archive_access(
-    config: &Path,
-    cache_mib: usize,
-) -> Result<(ArchiveAccess, tempfile::TempDir)> {
-    let loaded = ConfigFile::load(config)?;
-    let scratch = tempfile::tempdir().context("create secondary store directory")?;
-    let store =
-        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
-            .context("open archive store (read-only)")?;
-    let remote = open_remote(config)?;
-    let reader = archiver::HistoryReader::new(
-        store,
-        loaded.archive.data_dir.join("segments"),
-        remote,
-        cache_mib * 1024 * 1024,
-    );
-    Ok((
-        ArchiveAccess {
-            reader: Arc::new(reader),
-        },
-        scratch,
-    ))
-}
-
 /// `archiver rpc`: the history RPC over the archive alone.
-pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Result<()> {
-    let (access, _scratch) = archive_access(config, cache_mib)?;
-    let chain_name = access
-        .reader
+pub async fn run_rpc(
+    config: &Path,
+    listen: SocketAddr,
+    cache_mib: usize,
+    metrics: Option<SocketAddr>,
+) -> Result<()> {
+    let metrics = crate::metrics::archive_metrics(metrics).await?;
+    // Held until the server stops: it owns the secondary store's scratch directory.
+    let view = ConfigFile::load(config)?.into_read_only_with(cache_mib, metrics.clone())?;
+    let chain_name = view
         .store()
         .state(node_plugin::node::CHAIN_SPEC_KEY)
         .ok()
@@ -228,10 +236,12 @@ pub async fn run_rpc(config: &Path, listen: SocketAddr, cache_mib: usize) -> Res
         .map_or_else(|| "unknown".to_string(), |s| s.name);
     let backend = Backend {
         node: None,
-        archive: Some(access),
+        archive: Some(ArchiveAccess {
+            reader: view.reader().clone(),
+        }),
         chain_name,
     };
-    let (addr, server) = rpc::serve(listen, backend)
+    let (addr, server) = rpc::serve_with(listen, backend, rpc::RpcOptions { metrics })
         .await
         .context("start RPC server")?;
     crate::announce(format_args!("rpc listening on {addr}"));

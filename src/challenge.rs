@@ -51,10 +51,9 @@ pub async fn challenge(
         )
     })?)
     .map_err(|e| anyhow::anyhow!("hoster {hoster}: public_key: {e}"))?;
-    let scratch = tempfile::tempdir().context("create secondary store directory")?;
-    let store =
-        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
-            .context("open archive store (read-only)")?;
+    // No block is read: the history cache stays empty.
+    let view = loaded.into_read_only(0)?;
+    let store = view.store();
     let dispersed = store.dispersed_next().context("read dispersal watermark")?;
     let mut held = Vec::new();
     for segment in 0..dispersed {
@@ -84,13 +83,14 @@ pub async fn challenge(
         .manifest(segment)
         .context("read manifest")?
         .with_context(|| format!("segment {segment} has no manifest"))?;
-    let hosters = loaded.hoster_set();
-    let host = hosters
+    let host = view
+        .remote()
+        .hosters()
         .get(hoster)
         .with_context(|| format!("hoster {hoster} not reachable by name"))?
         .clone();
     Ok(challenge_shard(
-        &loaded.key,
+        view.remote().key(),
         &manifest,
         shard,
         version,
@@ -157,11 +157,6 @@ pub async fn audit(
     // Back-to-back rounds keep the audit store open; a continuous audit opens it per result so
     // that `repair` can clear marks in between.
     let mut log = Some(open_log()?);
-    let scratch = tempfile::tempdir().context("create secondary store directory")?;
-    let store =
-        archiver::store::Store::open_secondary(&loaded.archive.data_dir.join("db"), scratch.path())
-            .context("open archive store (read-only)")?;
-    let hosters = loaded.hoster_set();
     let mut keys = std::collections::HashMap::new();
     for e in &loaded.archive.hosters {
         match e.public_key.as_deref().map(parse_hoster_key) {
@@ -194,6 +189,9 @@ pub async fn audit(
     if every_ms.is_some() {
         log = None;
     }
+    // No block is read: the history cache stays empty.
+    let view = loaded.into_read_only(0)?;
+    let (store, hosters) = (view.store(), view.remote().hosters());
     let (mut done, mut failed) = (0u64, 0u64);
     // Draws that found no challengeable shard; many in a row means none exists.
     let mut misses = 0u32;
@@ -217,7 +215,7 @@ pub async fn audit(
         if rounds.is_some_and(|r| done >= r) {
             break;
         }
-        store.catch_up().context("refresh archive store")?;
+        view.catch_up().context("refresh archive store")?;
         let dispersed = store.dispersed_next().context("read dispersal watermark")?;
         if dispersed == 0 {
             bail!("nothing dispersed yet: no shard to challenge");
@@ -250,7 +248,7 @@ pub async fn audit(
         };
         misses = 0;
         let outcome = challenge_shard(
-            &loaded.key,
+            view.remote().key(),
             &manifest,
             shard,
             placement.version(shard as usize),

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use archiver::config::HosterEntry;
 
-use crate::config_file::{self, ClientSection, ConfigFile};
+use crate::config_file::{self, ConfigFile};
 
 /// Log filter of the hoster children: errors only (they run on loopback without an admin
 /// password, warned about once per start, and demo/bench kill them on purpose), unless the caller
@@ -160,18 +160,18 @@ pub fn write_cluster_config(
     segment_size_bytes: u64,
 ) -> Result<PathBuf> {
     let path = dir.join("archiver.toml");
-    let file = ConfigFile {
-        master_key: archiver::MasterKey::generate().to_hex().to_string(),
-        data_dir: "node".into(),
-        segment_size_bytes,
-        data_shards: k,
-        parity_shards: m,
-        min_parity: 1,
-        durability: Default::default(),
-        compression: Default::default(),
-        client: ClientSection::default(),
-        hosters: hosters.iter().map(HosterProcess::entry).collect(),
-    };
+    let mut archive = archiver::ArchiveConfig::new(
+        "node".into(),
+        hosters.iter().map(HosterProcess::entry).collect(),
+    );
+    archive.segment_size_bytes = segment_size_bytes;
+    archive.data_shards = k;
+    archive.parity_shards = m;
+    let file = ConfigFile::new(
+        archiver::MasterKey::generate().to_hex().to_string(),
+        archive,
+        archiver::ClientConfig::default(),
+    );
     file.write_new(&path)?;
     Ok(path)
 }
@@ -184,7 +184,28 @@ pub struct LocalCluster {
     pub archive: archiver::Archive,
 }
 
-/// Starts `n` hosters (this executable's `hoster` command) over `domains` failure domains under
+/// Name of the `archiver` binary, which the benches find beside their own.
+const ARCHIVER_EXE_NAME: &str = "archiver";
+
+/// The `archiver` binary whose `hoster` command the clusters run: this executable when it is
+/// `archiver` (`demo`), else the `archiver` beside it (`archiver-bench` in the same target dir).
+pub fn archiver_exe() -> Result<PathBuf> {
+    let own = std::env::current_exe().context("find own executable")?;
+    if own.file_stem().is_some_and(|n| n == ARCHIVER_EXE_NAME) {
+        return Ok(own);
+    }
+    let beside = own.with_file_name(ARCHIVER_EXE_NAME);
+    if !beside.exists() {
+        bail!(
+            "{} not found beside {}: build it with `cargo build -p archiver-cli`",
+            beside.display(),
+            own.display()
+        );
+    }
+    Ok(beside)
+}
+
+/// Starts `n` hosters (the `archiver` binary's `hoster` command) over `domains` failure domains under
 /// `dir`, writes a k+m config for them and opens the archive.
 pub async fn start_cluster(
     dir: &Path,
@@ -193,7 +214,7 @@ pub async fn start_cluster(
     k: usize,
     m: usize,
 ) -> Result<LocalCluster> {
-    let exe = std::env::current_exe().context("find own executable")?;
+    let exe = archiver_exe()?;
     let hosters = start_hosters(&exe, &dir.join("hosters"), n, domains)?;
     let config = write_cluster_config(
         dir,

@@ -1,107 +1,34 @@
 //! The `archiver` config file (TOML): master key, archive parameters, client tuning and hosters.
 //! Unknown keys are refused so a typo never silently falls back to a default.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use archiver::config::{ArchiveConfig, Compression, Durability, HosterEntry};
+use archiver::config::{ArchiveConfig, ClientConfig, HosterEntry};
 use archiver::MasterKey;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::secrets::read_secret_file;
 
-/// Client tuning for 0-db hosters.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ClientSection {
-    /// TCP connections per hoster: 0-db answers one request per connection at a time, so this is
-    /// the per-hoster parallelism.
-    #[serde(default = "default_connections")]
-    pub connections_per_hoster: usize,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_ms: u64,
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_ms: u64,
-    /// After a failure a hoster is skipped (calls fail at once) for this long before one retry.
-    #[serde(default = "default_down_retry")]
-    pub down_retry_ms: u64,
-}
-
-fn default_connections() -> usize {
-    4
-}
-fn default_connect_timeout() -> u64 {
-    2_000
-}
-fn default_request_timeout() -> u64 {
-    30_000
-}
-fn default_down_retry() -> u64 {
-    5_000
-}
-
-impl Default for ClientSection {
-    fn default() -> Self {
-        Self {
-            connections_per_hoster: default_connections(),
-            connect_timeout_ms: default_connect_timeout(),
-            request_timeout_ms: default_request_timeout(),
-            down_retry_ms: default_down_retry(),
-        }
-    }
-}
-
-impl ClientSection {
-    pub fn options(&self) -> zdb_backend::ClientOptions {
-        zdb_backend::ClientOptions {
-            connections_max: self.connections_per_hoster,
-            connect_timeout_ms: self.connect_timeout_ms,
-            request_timeout_ms: self.request_timeout_ms,
-            down_retry_ms: self.down_retry_ms,
-        }
-    }
-}
-
-fn default_segment_size() -> u64 {
-    archiver::config::SEGMENT_SIZE_BYTES_DEFAULT
-}
-fn default_k() -> usize {
-    4
-}
-fn default_m() -> usize {
-    2
-}
-fn default_min_parity() -> usize {
-    1
-}
-
-/// The whole file.
+/// The whole file: the master key, the archive's own settings (`archiver::ArchiveConfig`, flattened
+/// to the top level, with its defaults) and the client tuning (`[client]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// 64 hex digits. Everything (segment keys, storage key names, metadata key) derives from it:
     /// whoever has it can read the archive, whoever loses it cannot.
     pub master_key: String,
-    /// Local data directory; relative paths are relative to the config file.
-    pub data_dir: PathBuf,
-    #[serde(default = "default_segment_size")]
-    pub segment_size_bytes: u64,
-    #[serde(default = "default_k")]
-    pub data_shards: usize,
-    #[serde(default = "default_m")]
-    pub parity_shards: usize,
-    #[serde(default = "default_min_parity")]
-    pub min_parity: usize,
+    /// Segment size, k+m, durability, compression, hosters; `data_dir` is relative to the config
+    /// file when relative.
+    #[serde(flatten)]
+    pub archive: ArchiveConfig,
     #[serde(default)]
-    pub durability: Durability,
-    /// "none" (default) or "zstd": compress each segment before encryption.
-    #[serde(default)]
-    pub compression: Compression,
-    #[serde(default)]
-    pub client: ClientSection,
-    #[serde(default)]
-    pub hosters: Vec<HosterEntry>,
+    pub client: ClientConfig,
+    /// Keys neither of the above knows. serde's `deny_unknown_fields` does not combine with
+    /// `flatten`, so they are collected here and refused after parsing.
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 /// A loaded, validated config.
@@ -112,6 +39,16 @@ pub struct Loaded {
 }
 
 impl ConfigFile {
+    /// A config to write: the key, the archive's settings and the client tuning.
+    pub fn new(master_key: String, archive: ArchiveConfig, client: ClientConfig) -> Self {
+        Self {
+            master_key,
+            archive,
+            client,
+            unknown: BTreeMap::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Loaded> {
         use std::io::Read as _;
         let mut text = Zeroizing::new(String::new());
@@ -125,35 +62,34 @@ impl ConfigFile {
     /// Parses and validates config text; `path` names the file in errors and anchors a relative
     /// `data_dir`. Split from [`load`](Self::load) so the fuzz targets reach it without a file.
     pub fn parse(text: &str, path: &Path) -> Result<Loaded> {
-        let file: ConfigFile =
-            toml::from_str(text).map_err(|e| redacted_parse_error(path, text, &e))?;
-        let key = MasterKey::from_hex(&file.master_key)
-            .with_context(|| format!("config {}: master_key", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let data_dir = if file.data_dir.is_relative() {
-            base.join(&file.data_dir)
-        } else {
-            file.data_dir.clone()
-        };
-        let archive = ArchiveConfig {
-            data_dir,
-            segment_size_bytes: file.segment_size_bytes,
-            data_shards: file.data_shards,
-            parity_shards: file.parity_shards,
-            min_parity: file.min_parity,
-            durability: file.durability,
-            compression: file.compression,
-            hosters: file.hosters.clone(),
-        };
-        archive
-            .validate()
-            .with_context(|| format!("config {}", path.display()))?;
-        if file.client.connections_per_hoster == 0 {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            // serde buffers flattened values, so an error inside the archive settings comes
+            // without its key's position; the same text read as `ArchiveConfig` alone (which
+            // skips the keys it does not know) locates it.
+            let located = toml::from_str::<ArchiveConfig>(text)
+                .err()
+                .filter(|e| on_one_line(text, e))
+                .unwrap_or(e);
+            redacted_parse_error(path, text, &located)
+        })?;
+        if let Some(key) = file.unknown.keys().next() {
+            // Only the key is named: its value may be a misplaced secret.
             bail!(
-                "config {}: client.connections_per_hoster must be at least 1",
+                "parse config {}: unknown key `{key}` (a typo would otherwise fall back to a default)",
                 path.display()
             );
         }
+        let key = MasterKey::from_hex(&file.master_key)
+            .with_context(|| format!("config {}: master_key", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut archive = file.archive.clone();
+        if archive.data_dir.is_relative() {
+            archive.data_dir = base.join(&file.archive.data_dir);
+        }
+        archive
+            .validate()
+            .and_then(|()| file.client.validate())
+            .with_context(|| format!("config {}", path.display()))?;
         Ok(Loaded { file, archive, key })
     }
 
@@ -205,12 +141,12 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
     let mut entry = HosterEntry {
         name: name.into(),
         address: address.into(),
-        namespace: "poa-archive".into(),
+        namespace: archiver::config::NAMESPACE_DEFAULT.into(),
         password: None,
         admin_password: std::env::var(ADMIN_PASSWORD_ENV)
             .ok()
             .filter(|p| !p.is_empty()),
-        domain: "default".into(),
+        domain: archiver::config::DOMAIN_DEFAULT.into(),
         public_key: None,
         prover: None,
     };
@@ -243,6 +179,13 @@ pub fn parse_hoster_arg(s: &str) -> Result<HosterEntry> {
 /// Config keys whose values are secrets: a parse error on their line shows no text of it.
 const SECRET_CONFIG_KEYS: [&str; 3] = ["master_key", "password", "admin_password"];
 
+/// Whether a TOML error points at one value (its span lies on one line) rather than a table.
+fn on_one_line(text: &str, e: &toml::de::Error) -> bool {
+    e.span()
+        .and_then(|span| text.get(span))
+        .is_some_and(|spanned| !spanned.contains('\n'))
+}
+
 /// A TOML error without the offending text when that text may be a secret: the line and the key
 /// only (serde and toml quote the value or the whole line in their messages).
 fn redacted_parse_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
@@ -271,6 +214,36 @@ impl Loaded {
     pub fn hoster_set(&self) -> archiver::HosterSet {
         archiver::HosterSet::from_config(&self.archive.hosters, &self.file.client.options())
     }
+}
+
+impl Loaded {
+    /// The archive opened read-only beside its writer (a RocksDB secondary: no lock taken), with a
+    /// history read cache of `cache_mib`; the view keeps the key (`remote().key()`).
+    pub fn into_read_only(self, cache_mib: usize) -> Result<archiver::ReadOnlyArchive> {
+        self.into_read_only_with(cache_mib, None)
+    }
+
+    /// [`into_read_only`](Self::into_read_only), the reader's cache counted into `metrics`.
+    pub fn into_read_only_with(
+        self,
+        cache_mib: usize,
+        metrics: Option<archiver::ArchiveMetrics>,
+    ) -> Result<archiver::ReadOnlyArchive> {
+        let hosters = self.hoster_set();
+        archiver::ReadOnlyArchive::open_with_metrics(
+            &self.archive,
+            std::sync::Arc::new(self.key),
+            hosters,
+            cache_mib.saturating_mul(1024 * 1024),
+            metrics,
+        )
+        .context("open archive store (read-only)")
+    }
+}
+
+/// [`Loaded::into_read_only`] of the config at `config`: what mount, rpc and the benches read.
+pub fn open_read_only(config: &Path, cache_mib: usize) -> Result<archiver::ReadOnlyArchive> {
+    ConfigFile::load(config)?.into_read_only(cache_mib)
 }
 
 /// Opens the local archive a config describes (recovering its log after a crash).
@@ -312,6 +285,7 @@ pub async fn restore_fresh(config: &Path, out: &Path) -> Result<(archiver::Resto
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
@@ -330,18 +304,11 @@ mod tests {
                 parse_hoster_arg(&format!("h{i}=127.0.0.1:{},domain=d{}", 9000 + i, i % 3)).unwrap()
             })
             .collect();
-        let file = ConfigFile {
-            master_key: MasterKey::generate().to_hex().to_string(),
-            data_dir: "data".into(),
-            segment_size_bytes: default_segment_size(),
-            data_shards: 4,
-            parity_shards: 2,
-            min_parity: 1,
-            durability: Durability::Fsync,
-            compression: Compression::None,
-            client: ClientSection::default(),
-            hosters,
-        };
+        let file = ConfigFile::new(
+            MasterKey::generate().to_hex().to_string(),
+            ArchiveConfig::new("data".into(), hosters),
+            ClientConfig::default(),
+        );
         let path = dir.path().join("archiver.toml");
         file.write_new(&path).unwrap();
         assert_eq!(
@@ -393,5 +360,82 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = format!("{:#}", ConfigFile::load(&path).err().unwrap());
         assert!(err.contains("chmod 600") && !err.contains("abab"), "{err}");
+    }
+
+    /// The flattened archive settings keep the refusals and the defaults of one place: a typo at
+    /// the top or in a table is named, a bad value names its key and never a secret, and what is
+    /// left out takes `archiver::config`'s defaults.
+    #[test]
+    fn flattened_config_refuses_typos_names_bad_values_and_takes_the_one_set_of_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosters: String = (0..6)
+            .map(|i| {
+                format!("[[hosters]]\nname = \"h{i}\"\naddress = \"127.0.0.1:{}\"\npassword = \"hunter{i}\"\n", 9000 + i)
+            })
+            .collect();
+        let base = format!("master_key = \"{}\"\ndata_dir = \"d\"\n", "ab".repeat(32));
+        let load = |text: String| ConfigFile::load(&write(dir.path(), &text));
+
+        let loaded = load(format!("{base}{hosters}")).unwrap();
+        assert_eq!(loaded.archive, {
+            let mut c = ArchiveConfig::new(dir.path().join("d"), loaded.archive.hosters.clone());
+            c.data_dir = dir.path().join("d");
+            c
+        });
+        assert_eq!(loaded.file.client, ClientConfig::default());
+        assert_eq!(
+            loaded.archive.hosters[0].namespace,
+            archiver::config::NAMESPACE_DEFAULT
+        );
+        assert_eq!(
+            loaded.file.client.options().request_timeout_ms,
+            archiver::config::REQUEST_TIMEOUT_MS_DEFAULT
+        );
+
+        let err = format!(
+            "{:#}",
+            load(format!("{base}min_parit = 1\n{hosters}"))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("unknown key `min_parit`"), "{err}");
+        let err = format!(
+            "{:#}",
+            load(format!("{base}[client]\nrequest_timeout = 5\n{hosters}"))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("request_timeout"), "{err}");
+        let err = format!(
+            "{:#}",
+            load(format!("{base}{hosters}colour = \"red\"\n"))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("colour") && !err.contains("hunter"), "{err}");
+        let err = format!(
+            "{:#}",
+            load(format!("{base}data_shards = \"four\"\n{hosters}"))
+                .err()
+                .unwrap()
+        );
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("abab") && !err.contains("hunter"), "{err}");
+        let err = format!(
+            "{:#}",
+            load(format!(
+                "{base}[client]\nconnections_per_hoster = 0\n{hosters}"
+            ))
+            .err()
+            .unwrap()
+        );
+        assert!(err.contains("client.connections_per_hoster"), "{err}");
+
+        // What `init` writes loads back to the same config.
+        let path = dir.path().join("again.toml");
+        loaded.file.write_new(&path).unwrap();
+        let again = ConfigFile::load(&path).unwrap();
+        assert_eq!(again.archive, loaded.archive);
+        assert_eq!(again.file.client, loaded.file.client);
     }
 }

@@ -69,9 +69,10 @@ pub async fn run(config: &Path, mountpoint: &Path, cache_mib: usize) -> Result<(
             "--cache-mib holds fewer than two segments: reads of pruned blocks will be slow"
         );
     }
-    let (access, _scratch) = crate::chain::archive_access(config, cache_mib)?;
+    // Held while mounted: it owns the secondary store's scratch directory.
+    let view = loaded.into_read_only(cache_mib)?;
     let fs = fuse_view::HistoryFs::new(
-        access.reader.clone(),
+        view.reader().clone(),
         Arc::new(SubstratePresenter),
         tokio::runtime::Handle::current(),
     );

@@ -4,12 +4,33 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use zeroize::Zeroizing;
 
 /// Reads a one-line secret from a private file (`zdb_backend::secret`'s rules).
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(zdb_backend::secret::read_secret_file(path)?))
+}
+
+/// Where child processes (and scripts) pass `archiver hoster` its admin password.
+pub const HOSTER_ADMIN_PASSWORD_ENV: &str = crate::config_file::ADMIN_PASSWORD_ENV;
+/// Where `archiver prover` takes the namespace password when no file is given.
+pub const PROVER_PASSWORD_ENV: &str = "ARCHIVER_PROVER_PASSWORD";
+
+/// A secret from a 0600 file or an environment variable, never from the command line. Errors
+/// name the file or the variable, never the secret.
+pub fn secret_from(file: Option<&Path>, env: &str) -> Result<Option<String>> {
+    let from_env = std::env::var_os(env);
+    match (file, from_env) {
+        (Some(_), Some(_)) => bail!("give the secret either in a file or in {env}, not both"),
+        (Some(path), None) => Ok(Some(zdb_backend::secret::read_secret_file(path)?)),
+        (None, Some(value)) => match value.into_string() {
+            Ok(s) if !s.is_empty() => Ok(Some(s)),
+            Ok(_) => bail!("{env} is set but empty"),
+            Err(_) => bail!("{env} is not UTF-8 text"),
+        },
+        (None, None) => Ok(None),
+    }
 }
 
 /// A fresh random password for a hoster namespace: 128 bits, hex.

@@ -163,11 +163,9 @@ async fn hosters_prove_possession_over_the_wire() {
     // A hoster that fetches the shard from a remote copy over a 2 MB/s link misses a 250 ms deadline; the
     // same hoster answering from its own disk makes it.
     let store_dir = tempfile::tempdir().unwrap();
-    let store = archiver::store::Store::open_secondary(
-        &loaded.archive.data_dir.join("db"),
-        store_dir.path(),
-    )
-    .unwrap();
+    let store =
+        archiver::store::Store::open_secondary(&loaded.archive.layout().db(), store_dir.path())
+            .unwrap();
     let placement = store.placement(1).unwrap().unwrap();
     let manifest = store.manifest(1).unwrap().unwrap();
     let (shard, holder) = placement
@@ -249,8 +247,8 @@ async fn hosters_prove_possession_over_the_wire() {
         .unwrap()
         .to_string();
     let mut file: ConfigFile = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    file.hosters[4].prover = Some(addr);
-    file.hosters[4].public_key = Some(id);
+    file.archive.hosters[4].prover = Some(addr);
+    file.archive.hosters[4].public_key = Some(id);
     let sidecar_config = dir.path().join("sidecar.toml");
     file.write_new(&sidecar_config).unwrap();
     for _ in 0..2 {
@@ -266,7 +264,7 @@ async fn hosters_prove_possession_over_the_wire() {
         );
     }
     // The hoster's own identity is not the sidecar's: its proofs are refused under that key.
-    file.hosters[4].prover = None;
+    file.archive.hosters[4].prover = None;
     let mixed_config = dir.path().join("mixed.toml");
     file.write_new(&mixed_config).unwrap();
     let out = archiver(&mixed_config, &["challenge", "--hoster", "h4"]);

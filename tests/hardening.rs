@@ -149,7 +149,7 @@ async fn hosters_refuse_strangers_metadata_heals_and_restore_survives_a_lost_seg
     let out = dir.path().join("after-repair");
     let o = archiver(&config, &["restore", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    let local = loaded.archive.data_dir.join("segments");
+    let local = loaded.archive.layout().segments();
     for s in 0..segments {
         let name = archiver::log::segment_file_name(s);
         assert_eq!(
@@ -322,7 +322,7 @@ async fn rot_spread_over_every_hoster_is_restored_and_repaired() {
     );
 
     let loaded = ConfigFile::load(&config).unwrap();
-    let local = loaded.archive.data_dir.join("segments");
+    let local = loaded.archive.layout().segments();
     let same_as_local = |out: &Path| {
         for s in 0..segments {
             let name = archiver::log::segment_file_name(s);

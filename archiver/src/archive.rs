@@ -127,10 +127,10 @@ impl Archive {
         files: Arc<dyn FileLayer>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let store = Store::open(&cfg.data_dir.join("db"))?;
+        let store = Store::open(&cfg.layout().db())?;
         store.check_master_key(&key.check_value())?;
         let log = BlockLog::open_with(
-            &cfg.data_dir.join("segments"),
+            &cfg.layout().segments(),
             store,
             cfg.segment_size_bytes,
             cfg.durability,

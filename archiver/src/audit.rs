@@ -68,6 +68,27 @@ pub fn parse_hoster_key(hex_key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
+/// The challenge identities the config gives: name → key for every hoster with a `public_key`,
+/// and (name, why) for keys that do not parse (such a hoster is not audited).
+pub fn hoster_keys(
+    entries: &[crate::config::HosterEntry],
+) -> (
+    std::collections::BTreeMap<String, VerifyingKey>,
+    Vec<(String, String)>,
+) {
+    let (mut keys, mut bad) = (std::collections::BTreeMap::new(), Vec::new());
+    for e in entries {
+        match e.public_key.as_deref().map(parse_hoster_key) {
+            Some(Ok(k)) => {
+                keys.insert(e.name.clone(), k);
+            }
+            Some(Err(why)) => bad.push((e.name.clone(), why)),
+            None => {}
+        }
+    }
+    (keys, bad)
+}
+
 /// Challenges `hoster` for shard `shard` (stored under storage-key version `version`, see
 /// `Placement::versions`) of the segment `manifest` describes.
 #[allow(clippy::too_many_arguments)]
@@ -245,7 +266,7 @@ impl AuditLog {
         opts.create_if_missing(true);
         // A continuous audit opens the store once per result: keep RocksDB's info logs few.
         opts.set_keep_log_file_num(4);
-        let path = data_dir.join("audit");
+        let path = crate::config::DataDir::new(data_dir).audit();
         let waited = Instant::now();
         loop {
             match rocksdb::DB::open(&opts, &path) {
@@ -270,7 +291,7 @@ impl AuditLog {
     /// Opens the audit store read-only, beside a running audit (RocksDB's read-only mode takes
     /// no lock); None when no audit ever ran. For `status`.
     pub fn open_read_only(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
-        let path = data_dir.join("audit");
+        let path = crate::config::DataDir::new(data_dir).audit();
         if !path.exists() {
             return Ok(None);
         }
@@ -281,7 +302,7 @@ impl AuditLog {
 
     /// Opens an existing audit store, or None when no audit ever ran.
     pub fn open_existing(data_dir: &std::path::Path) -> crate::Result<Option<Self>> {
-        if !data_dir.join("audit").exists() {
+        if !crate::config::DataDir::new(data_dir).audit().exists() {
             return Ok(None);
         }
         Self::open(data_dir).map(Some)

@@ -2,7 +2,7 @@
 //! validated with an error naming the offending field.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,23 +21,139 @@ pub const SHARDS_TOTAL_MAX: usize = 255;
 /// Hoster names are stored fixed-width in placement records.
 pub const HOSTER_NAME_BYTES_MAX: usize = 32;
 
+/// Default erasure code 4+2: any 2 of 6 hosters may vanish, at 1.5x the segment's bytes stored.
+pub const DATA_SHARDS_DEFAULT: usize = 4;
+/// See [`DATA_SHARDS_DEFAULT`].
+pub const PARITY_SHARDS_DEFAULT: usize = 2;
+/// A segment counts as stored (degraded) once k + 1 shards landed: one hoster may still vanish
+/// before repair restores the rest.
+pub const MIN_PARITY_DEFAULT: usize = 1;
+/// Namespace for shards on a hoster when the config names none.
+pub const NAMESPACE_DEFAULT: &str = "poa-archive";
+/// Failure domain of a hoster when the config names none (all such hosters share one).
+pub const DOMAIN_DEFAULT: &str = "default";
+/// 0-db answers one request per connection at a time, so this is the per-hoster parallelism; 4
+/// keeps a 2-core machine's codec busy without flooding a hoster.
+pub const CONNECTIONS_PER_HOSTER_DEFAULT: usize = 4;
+/// Loopback and LAN hosters answer a connect in well under a millisecond; two seconds covers a
+/// loaded WAN path without stalling a store for long on a dead hoster.
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// A whole request (an 8 MiB part over a slow WAN link to a busy hoster included) must end
+/// within this, so a stuck request never blocks dispersal or a restore for good.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// After a failure a hoster is skipped this long before one retry: long enough that a dead
+/// hoster costs one failed connect per window, short enough that a restarted one is used again
+/// within seconds.
+pub const DOWN_RETRY_MS_DEFAULT: u64 = 5_000;
+
 fn default_segment_size() -> u64 {
     SEGMENT_SIZE_BYTES_DEFAULT
 }
 fn default_data_shards() -> usize {
-    4
+    DATA_SHARDS_DEFAULT
 }
 fn default_parity_shards() -> usize {
-    2
+    PARITY_SHARDS_DEFAULT
 }
 fn default_min_parity() -> usize {
-    1
+    MIN_PARITY_DEFAULT
 }
 fn default_namespace() -> String {
-    "poa-archive".into()
+    NAMESPACE_DEFAULT.into()
 }
 fn default_domain() -> String {
-    "default".into()
+    DOMAIN_DEFAULT.into()
+}
+fn default_connections() -> usize {
+    CONNECTIONS_PER_HOSTER_DEFAULT
+}
+fn default_connect_timeout() -> u64 {
+    CONNECT_TIMEOUT_MS_DEFAULT
+}
+fn default_request_timeout() -> u64 {
+    REQUEST_TIMEOUT_MS_DEFAULT
+}
+fn default_down_retry() -> u64 {
+    DOWN_RETRY_MS_DEFAULT
+}
+
+/// Client tuning for 0-db hosters (the config file's `[client]` table).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// TCP connections per hoster: the per-hoster parallelism.
+    #[serde(default = "default_connections")]
+    pub connections_per_hoster: usize,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// After a failure a hoster is skipped (calls fail at once) for this long before one retry.
+    #[serde(default = "default_down_retry")]
+    pub down_retry_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_hoster: CONNECTIONS_PER_HOSTER_DEFAULT,
+            connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            down_retry_ms: DOWN_RETRY_MS_DEFAULT,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The 0-db client options these settings describe.
+    pub fn options(&self) -> zdb_backend::ClientOptions {
+        zdb_backend::ClientOptions {
+            connections_max: self.connections_per_hoster,
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            down_retry_ms: self.down_retry_ms,
+        }
+    }
+
+    /// Checks every field; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.connections_per_hoster == 0 {
+            return Err(ArchiveError::Config {
+                field: "client.connections_per_hoster".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where things live under an archive's data directory: the one place naming them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self(root.into())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+
+    /// The RocksDB store: catalog, state, manifests, placements, watermarks.
+    pub fn db(&self) -> PathBuf {
+        self.0.join("db")
+    }
+
+    /// The local segment files (the log).
+    pub fn segments(&self) -> PathBuf {
+        self.0.join("segments")
+    }
+
+    /// The audit store (challenge results and repair marks), its own RocksDB.
+    pub fn audit(&self) -> PathBuf {
+        self.0.join("audit")
+    }
 }
 
 /// How hard an append pushes its bytes to disk before returning.
@@ -93,9 +209,10 @@ pub struct HosterEntry {
     pub prover: Option<String>,
 }
 
-/// The archive section of the config file.
+/// The archive's settings: the top level of the config file, which flattens them beside the master
+/// key and the client tuning and refuses any key that none of them knows (serde's
+/// `deny_unknown_fields` does not combine with `flatten`, so it is not set here).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// Local data directory (segment files and the RocksDB catalog/state).
     pub data_dir: PathBuf,
@@ -114,6 +231,9 @@ pub struct ArchiveConfig {
     pub compression: Compression,
     #[serde(default)]
     pub hosters: Vec<HosterEntry>,
+    /// The operations service: health bounds, audits, repair bandwidth, GC (`[ops]`).
+    #[serde(default)]
+    pub ops: crate::ops::OpsOptions,
 }
 
 impl ArchiveConfig {
@@ -127,7 +247,13 @@ impl ArchiveConfig {
             durability: Durability::default(),
             compression: Compression::default(),
             hosters,
+            ops: crate::ops::OpsOptions::default(),
         }
+    }
+
+    /// The layout of [`data_dir`](Self::data_dir).
+    pub fn layout(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
     }
 
     pub fn shards_total(&self) -> usize {

@@ -19,16 +19,16 @@ pub mod log;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
+pub mod read_only;
 pub mod record;
 pub mod remote;
 pub mod restore;
-pub mod stages;
 pub mod status;
 pub mod store;
 pub mod testing;
 
 pub use archive::{Archive, DispersalReport, Disperser, RepairReport, ScrubReport};
-pub use config::{ArchiveConfig, Durability, HosterEntry};
+pub use config::{ArchiveConfig, ClientConfig, DataDir, Durability, HosterEntry};
 /// Re-exported: hoster challenge identities cross the crate boundary (`ops::OpsService::new`).
 pub use ed25519_dalek;
 pub use error::{ArchiveError, Result};
@@ -37,6 +37,7 @@ pub use hosters::{HosterSet, ShardHost};
 pub use keys::MasterKey;
 pub use log::{AppendSummary, Appended, BlockLog};
 pub use metrics::ArchiveMetrics;
+pub use read_only::ReadOnlyArchive;
 pub use record::{BlockRecord, StateChange};
 pub use remote::RemoteArchive;
 pub use restore::{restore, LostSegment, RestoreFormat, RestoreReport};

@@ -27,8 +27,9 @@ pub struct Watermarks {
     pub sealed: Option<u64>,
     /// Last block in a dispersed segment.
     pub dispersed: Option<u64>,
-    /// Blocks below this number were pruned from the node.
-    pub pruned_below: u64,
+    /// Local segment files below this segment were deleted (`prune`, or a node's maintenance);
+    /// the hosters hold them, verified. (The node's own pruning is its `archiver_status`.)
+    pub local_segments_pruned_below: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,7 +116,7 @@ impl Archive {
                 appended: self.log().last().map(|l| l.0),
                 sealed: sealed.last().map(|s| s.last_number),
                 dispersed: last_of(dispersed_next.checked_sub(1))?,
-                pruned_below: store.pruned_below()?,
+                local_segments_pruned_below: store.local_segments_pruned_below()?,
             },
             data_shards: self.config().data_shards,
             parity_shards: self.config().parity_shards,

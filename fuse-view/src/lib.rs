@@ -20,7 +20,6 @@
 //! - `ceiling`: the bench-only trivial filesystem; it uses `read_window` and `MOUNT_THREADS`,
 //!   and nothing here uses it.
 
-pub mod ceiling;
 pub mod layout;
 
 mod cache;

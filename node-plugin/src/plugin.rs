@@ -9,7 +9,7 @@ use std::sync::Arc;
 use archiver::ed25519_dalek::VerifyingKey;
 use archiver::ops::{OpsHandle, OpsOptions, OpsService, OpsStatus, SystemClock};
 use archiver::record::{BlockRecord, StateChange};
-use archiver::{Archive, HistoryReader};
+use archiver::{Archive, ArchiveMetrics, HistoryReader};
 
 use crate::chain_db::BlockBytes;
 use crate::node::{FinalityPlugin, FinalizedBlock};
@@ -23,6 +23,8 @@ pub struct ArchivePluginOptions {
     pub ops: OpsOptions,
     /// Challenge identities of the hosters to audit (those without one are not audited).
     pub hoster_keys: BTreeMap<String, VerifyingKey>,
+    /// Where the service and the history reader publish their figures; None: nowhere.
+    pub metrics: Option<ArchiveMetrics>,
 }
 
 impl Default for ArchivePluginOptions {
@@ -31,6 +33,7 @@ impl Default for ArchivePluginOptions {
             history_cache_bytes: archiver::history::HISTORY_CACHE_BYTES_DEFAULT,
             ops: OpsOptions::default(),
             hoster_keys: BTreeMap::new(),
+            metrics: None,
         }
     }
 }
@@ -89,19 +92,24 @@ impl ArchivePlugin {
         rt: &tokio::runtime::Handle,
         opts: ArchivePluginOptions,
     ) -> (Self, ArchivePluginHandle) {
-        let reader = Arc::new(HistoryReader::new(
+        let mut reader = HistoryReader::new(
             archive.store().clone(),
             archive.log().dir().to_path_buf(),
             archive.remote().clone(),
             opts.history_cache_bytes,
-        ));
-        let service = OpsService::new(
+        );
+        let mut service = OpsService::new(
             archive.disperser(),
             archive.config().data_dir.clone(),
             opts.hoster_keys,
             opts.ops,
             Arc::new(SystemClock),
         );
+        if let Some(m) = opts.metrics {
+            reader = reader.with_metrics(m.clone());
+            service = service.with_metrics(m);
+        }
+        let reader = Arc::new(reader);
         let (task, ops) = service.spawn(rt);
         let handle = ArchivePluginHandle {
             reader,

@@ -17,8 +17,9 @@ pub const CHALLENGE_FAILURES_MAX_DEFAULT: u32 = 3;
 /// How often every hoster is pinged: cheap (one round trip each) and a tenth of the loss bound.
 pub const PROBE_INTERVAL_MS_DEFAULT: u64 = 5_000;
 
-/// When a hoster counts as lost.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// When a hoster counts as lost (the config's `[ops.health]` table).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthPolicy {
     pub lost_after_ms: u64,
     pub challenge_failures_max: u32,

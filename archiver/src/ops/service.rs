@@ -37,17 +37,22 @@ pub const GC_INTERVAL_MS_DEFAULT: u64 = 3_600_000;
 /// bound on memory, the oldest are dropped (they were logged).
 pub const PENDING_OUTCOMES_MAX: usize = 1_024;
 
-/// Knobs of the service.
-#[derive(Clone, Debug)]
+/// Knobs of the service: the config file's `[ops]` table (`[ops.health]` for the health bounds),
+/// every key optional.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OpsOptions {
-    /// Verified segments kept as local files for fast reads.
+    /// Verified segments kept as local files for fast reads (`--keep-local-segments`).
     pub keep_local_segments: u64,
     pub health: HealthPolicy,
-    /// 0 disables audits.
+    /// One storage challenge per this interval; 0 disables audits.
     pub audit_interval_ms: u64,
+    /// Repair traffic bound (bytes read to rebuild plus bytes written, per second).
     pub repair_bytes_per_sec: u64,
     pub gc_interval_ms: u64,
-    /// Seeds the auditor's and the scheduler's RNG (a seed replays their decisions).
+    /// Seeds the auditor's and the scheduler's RNG (a seed replays their decisions); 0 (the
+    /// default) draws a fresh one per run.
+    #[serde(skip)]
     pub seed: u64,
 }
 
@@ -59,7 +64,7 @@ impl Default for OpsOptions {
             audit_interval_ms: AUDIT_INTERVAL_MS_DEFAULT,
             repair_bytes_per_sec: REPAIR_BYTES_PER_SEC_DEFAULT,
             gc_interval_ms: GC_INTERVAL_MS_DEFAULT,
-            seed: rand::random(),
+            seed: 0,
         }
     }
 }
@@ -157,6 +162,10 @@ impl OpsService {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let now = clock.now_ms();
+        let seed = match opts.seed {
+            0 => rand::random(),
+            s => s,
+        };
         let names = disperser
             .hosters()
             .all()
@@ -167,8 +176,8 @@ impl OpsService {
         let handle = OpsHandle::default();
         handle.watermark.store(initial, Ordering::SeqCst);
         Self {
-            auditor: Auditor::new(opts.seed, clock.clone(), hoster_keys),
-            scheduler: RepairScheduler::new(opts.seed ^ 0x5eed),
+            auditor: Auditor::new(seed, clock.clone(), hoster_keys),
+            scheduler: RepairScheduler::new(seed ^ 0x5eed),
             budget: RepairBudget::new(opts.repair_bytes_per_sec, now),
             gc_due_ms: now.saturating_add(opts.gc_interval_ms),
             disperser,

@@ -132,8 +132,8 @@ pub async fn run() -> Result<()> {
 
     // Audit rounds per second over the wire: one embedded hoster process, one stored shard.
     let dir = tempfile::tempdir().context("create bench directory")?;
-    let exe = std::env::current_exe().context("find own executable")?;
-    let hosters = crate::cluster::start_hosters(&exe, dir.path(), 1, 1)?;
+    let exe = archiver_cli::cluster::archiver_exe()?;
+    let hosters = archiver_cli::cluster::start_hosters(&exe, dir.path(), 1, 1)?;
     let mut entry = hosters[0].entry();
     entry.public_key = hosters[0].public_key.clone();
     let host: Arc<dyn ShardHost> = Arc::new(archiver::hosters::ZdbHost::new(

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cluster;
+use archiver_cli::cluster;
 
 const TARGET_HOT_MBPS: f64 = 1_000.0;
 const TARGET_COLD_MBPS: f64 = 300.0;
@@ -52,8 +52,8 @@ struct Ceiling {
 fn fuse_ceiling(dir: &Path, small_count: u64, small_bytes: usize) -> Result<Ceiling> {
     let mnt = dir.join("ceiling");
     std::fs::create_dir_all(&mnt).context("create ceiling mountpoint")?;
-    let session = fuse_view::ceiling::mount_memory(
-        fuse_view::ceiling::MemoryFs::new(CEILING_FILE_BYTES, small_count, small_bytes),
+    let session = crate::ceiling::mount_memory(
+        crate::ceiling::MemoryFs::new(CEILING_FILE_BYTES, small_count, small_bytes),
         &mnt,
     )
     .context("mount the trivial filesystem")?;
@@ -61,7 +61,7 @@ fn fuse_ceiling(dir: &Path, small_count: u64, small_bytes: usize) -> Result<Ceil
         let t = Instant::now();
         let mut bytes = 0;
         for i in 0..small_count {
-            bytes += read_through(&mnt.join(fuse_view::ceiling::SMALL_DIR).join(i.to_string()))?;
+            bytes += read_through(&mnt.join(crate::ceiling::SMALL_DIR).join(i.to_string()))?;
         }
         *c = mbps(bytes, t.elapsed().as_secs_f64());
         Ok(())
@@ -72,13 +72,13 @@ fn fuse_ceiling(dir: &Path, small_count: u64, small_bytes: usize) -> Result<Ceil
     let mut best = (0.0f64, 0.0f64);
     for _ in 0..2 {
         let t = Instant::now();
-        let n = read_through(&mnt.join(fuse_view::ceiling::UNCACHED_NAME))?;
+        let n = read_through(&mnt.join(crate::ceiling::UNCACHED_NAME))?;
         best.0 = best.0.max(mbps(n, t.elapsed().as_secs_f64()));
     }
-    read_through(&mnt.join(fuse_view::ceiling::CACHED_NAME))?;
+    read_through(&mnt.join(crate::ceiling::CACHED_NAME))?;
     for _ in 0..2 {
         let t = Instant::now();
-        let n = read_through(&mnt.join(fuse_view::ceiling::CACHED_NAME))?;
+        let n = read_through(&mnt.join(crate::ceiling::CACHED_NAME))?;
         best.1 = best.1.max(mbps(n, t.elapsed().as_secs_f64()));
     }
     session
@@ -114,7 +114,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     );
     let mut c = cluster::start_cluster(&dir, 6, 3, 4, 2).await?;
     let t = Instant::now();
-    crate::ingest::ingest_synthetic(
+    archiver_cli::ingest::ingest_synthetic(
         &mut c.archive,
         42,
         None,
@@ -135,8 +135,8 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
         .prune_local_segments(0)
         .context("prune local segments")?;
 
-    let (access, _scratch) = crate::chain::archive_access(&c.config, CACHE_MIB)?;
-    let reader = access.reader.clone();
+    let view = archiver_cli::config_file::open_read_only(&c.config, CACHE_MIB)?;
+    let reader = view.reader().clone();
     let store = reader.store().clone();
     let (Some(first), Some((head, _))) = (
         store.first_number().context("read catalog")?,
@@ -178,7 +178,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
     std::fs::create_dir_all(&mnt).context("create mountpoint")?;
     let fs = fuse_view::HistoryFs::new(
         reader.clone(),
-        Arc::new(crate::mount::SubstratePresenter),
+        Arc::new(archiver_cli::mount::SubstratePresenter),
         tokio::runtime::Handle::current(),
     );
     let mounted = {

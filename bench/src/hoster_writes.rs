@@ -94,7 +94,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let exe = std::env::current_exe().context("locate the archiver binary")?;
+    let exe = archiver_cli::cluster::archiver_exe()?;
     let total = mib * 1024 * 1024;
     println!(
         "archiver bench --hoster-writes: {mib} MiB of {} KiB SETs per run into one embedded hoster process (loopback)",

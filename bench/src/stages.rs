@@ -8,7 +8,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use reed_solomon_erasure::galois_8::ReedSolomon;
 
-use crate::codec::PIECE_BYTES;
+use archiver::codec::PIECE_BYTES;
 
 /// Bytes per second of each stage, one core.
 #[derive(Clone, Copy, Debug, Default)]

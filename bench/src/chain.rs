@@ -14,8 +14,7 @@ use node_plugin::node::{check_block, ChainSpec, Node, NodeConfig};
 use node_plugin::rpc::{self, ArchiveAccess, Backend};
 use node_plugin::runtime::State;
 
-use crate::cluster;
-use crate::config_file;
+use archiver_cli::{cluster, config_file};
 
 const TARGET_SYNC_MBPS: f64 = 300.0;
 const TARGET_RPC_CACHED_P99_MS: f64 = 2.0;
@@ -56,7 +55,7 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
     let tmp = tempfile::tempdir().context("create bench directory")?;
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let exe = std::env::current_exe().context("find own executable")?;
+    let exe = cluster::archiver_exe()?;
     println!(
         "chain bench: {blocks} blocks, 4 authorities, 3 transfers per block, justification every 4"
     );
@@ -141,8 +140,12 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
         archive,
         &tokio::runtime::Handle::current(),
         node_plugin::plugin::ArchivePluginOptions {
-            keep_local_segments: 0,
             history_cache_bytes: 256 * 1024 * 1024,
+            ops: archiver::ops::OpsOptions {
+                keep_local_segments: 0,
+                ..Default::default()
+            },
+            ..Default::default()
         },
     );
     let t = Instant::now();
@@ -227,8 +230,8 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
     hosters[3].restart(&exe)?;
 
     // History RPC over the archive only (all local segment files pruned: reads go to hosters).
-    let (access, _scratch) = crate::chain::archive_access(&config, 256)?;
-    let reader = access.reader.clone();
+    let view = config_file::open_read_only(&config, 256)?;
+    let reader = view.reader().clone();
     let (haddr, hserver) = rpc::serve(
         "127.0.0.1:0".parse()?,
         Backend {

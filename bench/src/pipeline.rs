@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::cluster;
-use crate::config_file;
-use crate::ingest;
+use archiver_cli::{cluster, config_file, ingest};
 
 const MIB: u64 = 1024 * 1024;
 /// Bytes per single-stage measurement: large enough to leave the caches, small next to the RSS bound.
@@ -148,7 +146,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, stages_only: bool) -> Result<()
         runs.push((k, m, r));
     }
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / MIB as f64;
-    let stages = tokio::task::spawn_blocking(|| archiver::stages::measure(STAGE_BYTES))
+    let stages = tokio::task::spawn_blocking(|| crate::stages::measure(STAGE_BYTES))
         .await
         .context("measure stages")?;
     let generator = synthetic_rate(STAGE_BYTES as u64);

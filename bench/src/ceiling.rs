@@ -124,7 +124,7 @@ impl Filesystem for MemoryFs {
         } else {
             self.data.len()
         };
-        reply.data(crate::read_window(&self.data[..len], offset, size));
+        reply.data(fuse_view::read_window(&self.data[..len], offset, size));
     }
 
     fn readdir(
@@ -165,6 +165,6 @@ pub fn mount_memory(
         fuser::MountOption::RO,
         fuser::MountOption::FSName("fuse-ceiling".into()),
     ];
-    config.n_threads = Some(crate::MOUNT_THREADS);
+    config.n_threads = Some(fuse_view::MOUNT_THREADS);
     fuser::spawn_mount(fs, mountpoint, &config)
 }
