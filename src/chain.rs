@@ -71,6 +71,44 @@ async fn plugin_for(
     ))
 }
 
+/// `archiver serve`: the operations service over the config's archive until SIGINT/SIGTERM;
+/// returns what it last saw.
+pub async fn run_serve(
+    config: &Path,
+    keep: u64,
+    metrics: Option<SocketAddr>,
+) -> Result<archiver::ops::OpsStatus> {
+    let metrics = crate::metrics::archive_metrics(metrics).await?;
+    let archive = open_archive(config)?;
+    for (name, e) in archive.prepare_hosters().await {
+        tracing::warn!(hoster = %name, error = %e, "hoster not prepared (dispersal retries)");
+    }
+    let (keys, bad) = archiver::audit::hoster_keys(&archive.config().hosters);
+    for (name, why) in bad {
+        tracing::warn!(hoster = %name, error = %why, "public_key does not parse: not audited");
+    }
+    let mut ops = archive.config().ops.clone();
+    ops.keep_local_segments = keep;
+    let mut service = archiver::ops::OpsService::new(
+        archive.disperser(),
+        archive.config().data_dir.clone(),
+        keys,
+        ops,
+        std::sync::Arc::new(archiver::ops::SystemClock),
+    );
+    if let Some(m) = metrics {
+        service = service.with_metrics(m);
+    }
+    let (task, handle) = service.spawn(&tokio::runtime::Handle::current());
+    crate::announce(format_args!(
+        "serving the archive in {}",
+        archive.config().data_dir.display()
+    ));
+    shutdown_signal().await;
+    task.abort();
+    Ok(handle.status())
+}
+
 /// Runs the node until SIGINT/SIGTERM (or until `stop_at` with a follower).
 pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
     if let Some(trusted) = args.sync_from_archive {

@@ -95,6 +95,25 @@ impl ConfigFile {
 
     /// Writes the config with mode 0600 (it holds the master key). Refuses to overwrite.
     pub fn write_new(&self, path: &Path) -> Result<()> {
+        self.write_to(path)
+            .with_context(|| format!("create config {} (it must not exist yet)", path.display()))?;
+        sync_parent(path)
+    }
+
+    /// Replaces the config at `path` with this one atomically: written to a private file beside
+    /// it, synced, renamed over it. A crash leaves the old file or the new one, never half of one.
+    pub fn replace(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("toml.new");
+        let _ = std::fs::remove_file(&tmp);
+        self.write_to(&tmp)
+            .with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("replace config {}", path.display()))?;
+        sync_parent(path)
+    }
+
+    /// Writes a new file of mode 0600 (refusing an existing one) and syncs it.
+    fn write_to(&self, path: &Path) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let text = toml::to_string_pretty(self).context("serialize config")?;
@@ -106,21 +125,23 @@ impl ConfigFile {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .with_context(|| format!("create config {} (it must not exist yet)", path.display()))?;
+            .context("create file")?;
         f.write_all(header.as_bytes())
             .and_then(|_| f.write_all(text.as_bytes()))
             .and_then(|_| f.sync_all())
-            .with_context(|| format!("write config {}", path.display()))?;
-        // The master key exists nowhere else: the file and its name must survive a power cut.
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("sync directory {}", dir.display()))?;
-        Ok(())
+            .with_context(|| format!("write config {}", path.display()))
     }
+}
+
+/// The master key exists nowhere else: the file and its name must survive a power cut.
+fn sync_parent(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("sync directory {}", dir.display()))
 }
 
 /// Environment variable holding the admin password of the hosters named on `archiver init`'s

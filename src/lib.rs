@@ -7,6 +7,7 @@ pub mod challenge;
 pub mod cluster;
 pub mod config_file;
 pub mod demo;
+pub mod hosters;
 pub mod ingest;
 pub mod metrics;
 pub mod mount;

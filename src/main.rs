@@ -34,6 +34,13 @@ enum Command {
     Init(cmd::init::Args),
     /// Run an embedded 0-db-compatible hoster.
     Hoster(cmd::hoster::Args),
+    /// Add, drain, remove or list the archive's hosters.
+    Hosters(cmd::hosters::Args),
+    /// Keep the archive current and healthy (dispersal, read-back, audits, self-healing repair,
+    /// drains, orphan GC) without a node: the operations service alone.
+    Serve(cmd::serve::Args),
+    /// Delete orphan shards (failed or superseded uploads) on every hoster now.
+    Gc,
     /// Append synthetic Substrate blocks and disperse (demos, benchmarks, crash tests; a real chain
     /// is archived by `node` or `follow`).
     Ingest(cmd::ingest::Args),
@@ -98,6 +105,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(a) => cmd::init::run(config, a).await,
         Command::Hoster(a) => cmd::hoster::run(config, a).await,
+        Command::Hosters(a) => cmd::hosters::run(config, a).await,
+        Command::Serve(a) => cmd::serve::run(config, a).await,
+        Command::Gc => cmd::gc::run(config).await,
         Command::Ingest(a) => cmd::ingest::run(config, a).await,
         Command::Seal => cmd::seal::run(config).await,
         Command::Disperse => cmd::disperse::run(config).await,

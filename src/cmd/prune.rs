@@ -14,15 +14,22 @@ pub struct Args {
 
 pub async fn run(config: &Path, a: Args) -> Result<()> {
     let archive = open_archive(config)?;
-    let disperser = archive.disperser();
-    // Segments verified before a failing one are pruned all the same: the watermark only ever
-    // covers segments whose read-back succeeded.
-    let verified = disperser.verify_dispersed().await;
-    let kept_from = disperser
-        .prune_local_segments(a.keep_local_segments)
-        .context("prune local segments")?;
-    println!("local segment files below {kept_from} deleted");
-    let verified = verified.context("verify dispersed segments")?;
-    println!("verified segments below {verified}");
+    // The maintenance pass the operations service runs (disperse, verify, prune), once. Segments
+    // verified before a failing one are pruned all the same: the watermark only ever covers
+    // segments whose read-back succeeded.
+    let report =
+        archiver::ops::maintain_once(&archive.disperser(), None, a.keep_local_segments).await;
+    let store = archive.store();
+    let pruned = store
+        .local_segments_pruned_below()
+        .context("read watermark")?;
+    println!("local segment files below {pruned} deleted");
+    if let Some(e) = report.errors.first() {
+        anyhow::bail!("{e}");
+    }
+    println!(
+        "verified segments below {}",
+        store.verified_next().context("read watermark")?
+    );
     Ok(())
 }

@@ -1,0 +1,164 @@
+//! Hoster lifecycle for `archiver hosters`: adding and removing config entries (the file is
+//! replaced atomically and stays 0600), and draining: the request goes to the audit store, the
+//! operations service moves the shards, and `drain` watches until the hoster holds none.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use archiver::audit::AuditLog;
+use archiver::ops::{OpsService, SystemClock};
+use archiver::ShardHost;
+
+use crate::config_file::{self, ConfigFile};
+
+/// How often a waiting `drain` looks again: the service acts every second.
+const DRAIN_POLL_MS: u64 = 500;
+
+/// Adds the hoster `spec` (`archiver init --hoster` syntax) to the config and prepares its
+/// namespaces. Returns the entry's name.
+pub async fn add(config: &Path, spec: &str) -> Result<String> {
+    let entry = config_file::parse_hoster_arg(spec)?;
+    let mut loaded = ConfigFile::load(config)?;
+    if loaded
+        .file
+        .archive
+        .hosters
+        .iter()
+        .any(|h| h.name == entry.name)
+    {
+        bail!("{} already names a hoster {}", config.display(), entry.name);
+    }
+    let host = archiver::hosters::ZdbHost::new(&entry, loaded.file.client.options());
+    host.prepare()
+        .await
+        .with_context(|| format!("prepare the namespaces on hoster {}", entry.name))?;
+    let name = entry.name.clone();
+    loaded.file.archive.hosters.push(entry);
+    loaded.file.replace(config)?;
+    Ok(name)
+}
+
+/// Dispersed shards whose current placement names `hoster`, per the store (read beside the
+/// writer), and how many shards the hoster itself still lists.
+pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, u64)> {
+    let loaded = ConfigFile::load(config)?;
+    let hosters = loaded.hoster_set();
+    let view = loaded.into_read_only(1)?;
+    let store = view.store();
+    let mut placed = 0;
+    for segment in 0..store.dispersed_next().context("read dispersal watermark")? {
+        if let Some(p) = store.placement(segment).context("read placement")? {
+            placed += p.hosters.iter().flatten().filter(|h| *h == hoster).count() as u64;
+        }
+    }
+    let listed = match hosters.get(hoster) {
+        Some(h) => h
+            .list_shards()
+            .await
+            .with_context(|| format!("list the shards on hoster {hoster}"))?
+            .len() as u64,
+        None => 0,
+    };
+    Ok((placed, listed))
+}
+
+/// Asks for `hoster` to be drained, then drives or watches the drain until the hoster holds no
+/// shard. When no process holds the archive, this process runs the operations service itself;
+/// otherwise the running node, follower or `serve` does, and this only watches. `progress` gets
+/// (placed, listed) whenever they change.
+pub async fn drain(
+    config: &Path,
+    hoster: &str,
+    timeout: Duration,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<()> {
+    let loaded = ConfigFile::load(config)?;
+    if !loaded.archive.hosters.iter().any(|h| h.name == hoster) {
+        bail!("{} names no hoster {hoster}", config.display());
+    }
+    let layout = loaded.archive.layout();
+    AuditLog::open(layout.root())
+        .context("open audit store")?
+        .request_drain(hoster, now_ms())
+        .context("record the drain request")?;
+    let mut inline = match config_file::open_archive(config) {
+        Ok(archive) => Some(inline_service(archive)),
+        Err(e) if format!("{e:#}").contains("lock") => None,
+        Err(e) => return Err(e),
+    };
+    let until = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Some((service, _archive)) = inline.as_mut() {
+            service.pass().await;
+        }
+        let counts = shards_on(config, hoster).await?;
+        if last != Some(counts) {
+            progress(counts.0, counts.1);
+            last = Some(counts);
+        }
+        if counts == (0, 0) {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!(
+                "hoster {hoster} still holds {} placed and {} listed shards after {} s (the drain \
+                 goes on in the running service; run `archiver hosters drain {hoster}` again to watch)",
+                counts.0,
+                counts.1,
+                timeout.as_secs()
+            );
+        }
+        if inline.is_none() {
+            tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        }
+    }
+}
+
+/// The operations service over an archive this process opened (kept open beside it).
+fn inline_service(archive: archiver::Archive) -> (OpsService, archiver::Archive) {
+    let (keys, _) = archiver::audit::hoster_keys(&archive.config().hosters);
+    let mut ops = archive.config().ops.clone();
+    // Drain now: no audit rounds in between, GC as soon as shards moved.
+    ops.audit_interval_ms = 0;
+    let service = OpsService::new(
+        archive.disperser(),
+        archive.config().data_dir.clone(),
+        keys,
+        ops,
+        Arc::new(SystemClock),
+    );
+    (service, archive)
+}
+
+/// Removes `hoster` from the config once no placement names it, and withdraws its drain.
+pub async fn remove(config: &Path, hoster: &str) -> Result<()> {
+    let (placed, _) = shards_on(config, hoster).await?;
+    if placed > 0 {
+        bail!(
+            "hoster {hoster} still holds {placed} shards that placements name: drain it first \
+             (`archiver hosters drain {hoster}`)"
+        );
+    }
+    let mut loaded = ConfigFile::load(config)?;
+    let before = loaded.file.archive.hosters.len();
+    loaded.file.archive.hosters.retain(|h| h.name != hoster);
+    if loaded.file.archive.hosters.len() == before {
+        bail!("{} names no hoster {hoster}", config.display());
+    }
+    let layout = loaded.archive.layout();
+    loaded.file.replace(config)?;
+    if let Some(log) = AuditLog::open_existing(layout.root()).context("open audit store")? {
+        log.withdraw_drain(hoster)
+            .context("withdraw the drain request")?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
