@@ -41,8 +41,8 @@ pub async fn add(config: &Path, spec: &str) -> Result<String> {
 }
 
 /// Dispersed shards whose current placement names `hoster`, per the store (read beside the
-/// writer), and how many shards the hoster itself still lists.
-pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, u64)> {
+/// writer), and how many shards the hoster itself still lists (None when it does not answer).
+pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, Option<u64>)> {
     let loaded = ConfigFile::load(config)?;
     let hosters = loaded.hoster_set();
     let view = loaded.into_read_only(1)?;
@@ -54,12 +54,8 @@ pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, u64)> {
         }
     }
     let listed = match hosters.get(hoster) {
-        Some(h) => h
-            .list_shards()
-            .await
-            .with_context(|| format!("list the shards on hoster {hoster}"))?
-            .len() as u64,
-        None => 0,
+        Some(h) => h.list_shards().await.ok().map(|l| l.len() as u64),
+        None => Some(0),
     };
     Ok((placed, listed))
 }
@@ -67,12 +63,12 @@ pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, u64)> {
 /// Asks for `hoster` to be drained, then drives or watches the drain until the hoster holds no
 /// shard. When no process holds the archive, this process runs the operations service itself;
 /// otherwise the running node, follower or `serve` does, and this only watches. `progress` gets
-/// (placed, listed) whenever they change.
+/// (placed, listed) whenever they change; a hoster that does not answer is never drained.
 pub async fn drain(
     config: &Path,
     hoster: &str,
     timeout: Duration,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<()> {
     let loaded = ConfigFile::load(config)?;
     if !loaded.archive.hosters.iter().any(|h| h.name == hoster) {
@@ -99,15 +95,15 @@ pub async fn drain(
             progress(counts.0, counts.1);
             last = Some(counts);
         }
-        if counts == (0, 0) {
+        if counts == (0, Some(0)) {
             return Ok(());
         }
         if Instant::now() >= until {
             bail!(
-                "hoster {hoster} still holds {} placed and {} listed shards after {} s (the drain \
+                "hoster {hoster} still holds {} placed shards and lists {} after {} s (the drain \
                  goes on in the running service; run `archiver hosters drain {hoster}` again to watch)",
                 counts.0,
-                counts.1,
+                counts.1.map_or_else(|| "none: it does not answer".into(), |n| n.to_string()),
                 timeout.as_secs()
             );
         }

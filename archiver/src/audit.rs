@@ -341,6 +341,18 @@ impl AuditLog {
             .map_err(crate::ArchiveError::db("record audit"))
     }
 
+    /// Marks shards for repair without a challenge (a hoster that fails challenges over and
+    /// over, or came back without them): (segment, shard, hoster).
+    pub fn mark(&self, shards: &[(u64, usize, String)]) -> crate::Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (segment, shard, hoster) in shards {
+            batch.put(mark_key(*segment, *shard as u32), hoster.as_bytes());
+        }
+        self.db
+            .write(batch)
+            .map_err(crate::ArchiveError::db("record repair marks"))
+    }
+
     /// Asks the operations service to move every shard off `hoster` (and place nothing new on
     /// it) until the request is withdrawn (`hosters remove` withdraws it).
     pub fn request_drain(&self, hoster: &str, at_ms: u64) -> crate::Result<()> {

@@ -231,8 +231,9 @@ pub struct ArchiveConfig {
     pub compression: Compression,
     #[serde(default)]
     pub hosters: Vec<HosterEntry>,
-    /// The operations service: health bounds, audits, repair bandwidth, GC (`[ops]`).
-    #[serde(default)]
+    /// The operations service: health bounds, audits, repair bandwidth, GC (`[ops]`); written
+    /// only when it differs from the defaults.
+    #[serde(default, skip_serializing_if = "crate::ops::OpsOptions::is_default")]
     pub ops: crate::ops::OpsOptions,
 }
 

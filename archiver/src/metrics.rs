@@ -135,6 +135,7 @@ struct Families {
     challenges: IntCounterVec,
     challenge_seconds: HistogramVec,
     gc_deleted_shards: IntCounter,
+    sweeps: IntGauge,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     cache_bytes: IntGauge,
@@ -228,6 +229,10 @@ impl Families {
                 "archiver_gc_deleted_shards_total",
                 "Orphan shards deleted from hosters",
             )?,
+            sweeps: gauge(
+                "archiver_hoster_sweeps",
+                "Hosters whose every shard is being checked (after a return or a failed challenge)",
+            )?,
             cache_hits: counter(
                 "archiver_history_cache_hits_total",
                 "History segment reads answered from the cache",
@@ -283,6 +288,7 @@ impl Families {
                 "archiver_gc_deleted_shards_total",
                 Box::new(self.gc_deleted_shards.clone()),
             ),
+            ("archiver_hoster_sweeps", Box::new(self.sweeps.clone())),
             (
                 "archiver_history_cache_hits_total",
                 Box::new(self.cache_hits.clone()),
@@ -404,6 +410,12 @@ impl ArchiveMetrics {
     /// `archiver_gc_deleted_shards_total`: orphan shards (failed or superseded uploads) deleted.
     pub fn gc_deleted(&self, shards: u64) {
         self.inner.gc_deleted_shards.inc_by(shards);
+    }
+
+    /// `archiver_hoster_sweeps`: hosters whose every shard is being checked (for presence after
+    /// a return, for content after a failed challenge); 0 once all such checks are done.
+    pub fn set_sweeps(&self, hosters: u64) {
+        self.inner.sweeps.set(as_i64(hosters));
     }
 
     /// `archiver_history_cache_hits_total`: a history segment read answered from the cache.

@@ -47,7 +47,7 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
                 &name,
                 Duration::from_secs(timeout_secs),
                 |placed, listed| {
-                    println!("{name}: {placed} shards placed, {listed} stored");
+                    println!("{name}: {placed} shards placed, {} stored", stored(listed));
                 },
             )
             .await?;
@@ -63,7 +63,8 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
         Action::List => {
             let loaded = ConfigFile::load(config)?;
             for h in &loaded.archive.hosters {
-                let (placed, stored) = hosters::shards_on(config, &h.name).await.unwrap_or((0, 0));
+                let (placed, listed) = hosters::shards_on(config, &h.name).await?;
+                let stored = stored(listed);
                 println!(
                     "{} {} domain={} placed={placed} stored={stored}",
                     h.name, h.address, h.domain
@@ -72,4 +73,9 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Shards a hoster lists, or `?` when it does not answer.
+fn stored(listed: Option<u64>) -> String {
+    listed.map_or_else(|| "?".into(), |n| n.to_string())
 }

@@ -5,6 +5,7 @@
 //! - `health`: hoster health from probes and challenges; lost after a bound, returned when back.
 //! - `auditor`: seeded random storage challenges.
 //! - `repair`: the scheduler (least redundancy first) and its byte budget.
+//! - `sweep`: every shard on one hoster checked (presence after a return, content after rot).
 //! - `gc`: orphan shard collection, never a shard a placement names.
 //! - `clock`: time behind a trait, so tests replay decisions from a seed and a manual clock.
 
@@ -15,6 +16,7 @@ pub mod health;
 pub mod maintenance;
 pub mod repair;
 pub mod service;
+pub mod sweep;
 
 pub use auditor::{AuditPick, Auditor};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -23,3 +25,4 @@ pub use health::{HealthEvent, HealthPolicy, HealthTracker};
 pub use maintenance::{maintain_once, MaintenanceReport, ScrubCursor};
 pub use repair::{PlanInput, RepairBudget, RepairJob, RepairScheduler};
 pub use service::{OpsHandle, OpsOptions, OpsService, OpsStatus};
+pub use sweep::{SweepDepth, Sweeps};

@@ -23,6 +23,7 @@ use super::maintenance::{maintain_once, ScrubCursor};
 use super::repair::{
     PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
 };
+use super::sweep::{SweepDepth, Sweeps};
 
 /// How often the loop runs when nothing wakes it: short enough that pruning resumes within
 /// seconds once hosters return, long enough not to spin on dead hosters.
@@ -69,6 +70,12 @@ impl Default for OpsOptions {
     }
 }
 
+impl OpsOptions {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// What the service last saw (for status, metrics and tests).
 #[derive(Clone, Debug, Default)]
 pub struct OpsStatus {
@@ -79,6 +86,8 @@ pub struct OpsStatus {
     pub lost: Vec<String>,
     pub up: BTreeMap<String, bool>,
     pub draining: Vec<String>,
+    /// Hosters whose every shard is being checked.
+    pub sweeping: Vec<String>,
     pub repair_queue_segments: u64,
     pub repair_queue_bytes: u64,
     pub repaired_shards: u64,
@@ -133,9 +142,12 @@ pub struct OpsService {
     scheduler: RepairScheduler,
     budget: RepairBudget,
     scrub: ScrubCursor,
+    sweeps: Sweeps,
     handle: OpsHandle,
-    /// Shards found missing on a hoster that came back (repaired like audit marks).
-    suspect: BTreeSet<(u64, usize)>,
+    /// Shards to rebuild that no audit marked (found missing on a hoster that came back, or
+    /// held by a hoster that keeps failing challenges), until they are written to the audit
+    /// store as marks, which survive a restart.
+    suspect: BTreeSet<(u64, usize, String)>,
     outcomes: Vec<(u64, ChallengeOutcome)>,
     last_probe_ms: Option<u64>,
     last_audit_ms: Option<u64>,
@@ -186,6 +198,7 @@ impl OpsService {
             opts,
             health,
             scrub: ScrubCursor::default(),
+            sweeps: Sweeps::default(),
             handle,
             suspect: BTreeSet::new(),
             outcomes: Vec::new(),
@@ -305,6 +318,21 @@ impl OpsService {
             self.last_audit_ms = Some(now);
             self.audit(now).await?;
         }
+        if !self.sweeps.is_empty() {
+            let found = self
+                .sweeps
+                .step(&self.disperser, &mut self.budget, now)
+                .await?;
+            for (segment, shard, hoster) in found {
+                tracing::warn!(
+                    hoster,
+                    segment,
+                    shard,
+                    "shard missing or rotten: marked for repair"
+                );
+                self.suspect.insert((segment, shard, hoster));
+            }
+        }
         let (marks, draining) = self.sync_audit_store();
         let input = PlanInput {
             lost: self.health.lost().into_iter().collect(),
@@ -312,7 +340,7 @@ impl OpsService {
             marked: marks
                 .iter()
                 .map(|(s, i, _)| (*s, *i))
-                .chain(self.suspect.iter().copied())
+                .chain(self.suspect.iter().map(|(s, i, _)| (*s, *i)))
                 .collect(),
         };
         let mut avoided: Vec<String> = input.lost.iter().chain(&input.draining).cloned().collect();
@@ -320,10 +348,13 @@ impl OpsService {
         self.disperser.set_avoided(avoided);
         let jobs = self.scheduler.plan(self.disperser.store(), &input)?;
         let queue_bytes = jobs.iter().map(|j| j.bytes).sum();
+        let sweeping = self.sweeps.hosters();
         if let Some(m) = &self.metrics {
             m.set_repair_queue(jobs.len() as u64, queue_bytes);
+            m.set_sweeps(sweeping.len() as u64);
         }
         self.handle.update(|s| {
+            s.sweeping = sweeping;
             s.draining = draining.clone();
             s.repair_queue_segments = jobs.len() as u64;
             s.repair_queue_bytes = queue_bytes;
@@ -383,17 +414,19 @@ impl OpsService {
                 tracing::warn!(hoster, "hoster lost: rebuilding its shards elsewhere");
             }
             HealthEvent::Returned { hoster } => {
+                // Not trusted blindly: every shard a placement still names on it must be there
+                // (stale copies of shards moved meanwhile are orphans, left to GC).
                 tracing::info!(hoster, "hoster answers again: reconciling its shards");
-                self.reconcile(hoster, false).await;
+                self.sweeps.start(hoster, SweepDepth::Presence);
                 self.gc_due_ms = self.gc_due_ms.min(now);
             }
             HealthEvent::Untrusted { hoster, failures } => {
                 tracing::warn!(
                     hoster,
                     failures,
-                    "hoster fails challenges: rebuilding all its shards"
+                    "hoster fails challenges: checking all its shards"
                 );
-                self.reconcile(hoster, true).await;
+                self.sweeps.start(hoster, SweepDepth::Content);
             }
         }
         self.handle.update(|s| {
@@ -401,37 +434,6 @@ impl OpsService {
             let excess = s.events.len().saturating_sub(EVENTS_KEPT);
             s.events.drain(..excess);
         });
-    }
-
-    /// A hoster that came back is not trusted blindly: every shard a placement still names on
-    /// it must be there whole, or it is rebuilt (stale copies of moved shards are orphans, left
-    /// to GC; audits check the content of the rest). With `distrust`, every one is rebuilt.
-    async fn reconcile(&mut self, hoster: &str, distrust: bool) {
-        let Some(host) = self.disperser.hosters().get(hoster).cloned() else {
-            return;
-        };
-        let store = self.disperser.store().clone();
-        let key = self.disperser.remote().key().clone();
-        let Ok(dispersed) = store.dispersed_next() else {
-            return;
-        };
-        for segment in 0..dispersed {
-            let (Ok(Some(m)), Ok(Some(p))) = (store.manifest(segment), store.placement(segment))
-            else {
-                continue;
-            };
-            for (i, h) in p.hosters.iter().enumerate() {
-                if h.as_deref() != Some(hoster) {
-                    continue;
-                }
-                let name = m.shard_storage_key_at(&key, i, p.version(i));
-                if distrust
-                    || !matches!(timed(host.has_shard(&name, m.shard_bytes)).await, Ok(true))
-                {
-                    self.suspect.insert((segment, i));
-                }
-            }
-        }
     }
 
     /// One audit round; its outcome feeds health and is recorded with the next store write.
@@ -461,6 +463,10 @@ impl OpsService {
             .is_some_and(|h| h.is_down());
         if outcome.evidence.is_none() && down {
             return Ok(());
+        }
+        if outcome.evidence.is_some() {
+            // A sample failed: rot may be anywhere on that disk, so every shard is read.
+            self.sweeps.start(&outcome.hoster, SweepDepth::Content);
         }
         if !outcome.passed() {
             tracing::warn!(hoster = %outcome.hoster, segment = outcome.segment, shard = outcome.shard,
@@ -503,6 +509,11 @@ impl OpsService {
                 tracing::warn!(error = %e, "audit result not recorded");
             }
         }
+        let suspect: Vec<_> = std::mem::take(&mut self.suspect).into_iter().collect();
+        if let Err(e) = log.mark(&suspect) {
+            tracing::warn!(error = %e, "repair marks not recorded; kept for the next pass");
+            self.suspect.extend(suspect);
+        }
         let marks = log.marked().unwrap_or_default();
         let drains = log.drains().unwrap_or_default();
         (marks, drains)
@@ -527,7 +538,8 @@ impl OpsService {
                     });
                     for (i, hoster) in repaired {
                         tracing::info!(segment = job.segment, shard = i, hoster, "shard rebuilt");
-                        self.suspect.remove(&(job.segment, i));
+                        self.suspect
+                            .retain(|(s, shard, _)| (*s, *shard) != (job.segment, i));
                         done.push((job.segment, i));
                     }
                 }
