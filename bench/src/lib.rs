@@ -5,6 +5,7 @@
 pub mod ceiling;
 pub mod chain;
 pub mod challenges;
+pub mod heal;
 pub mod hoster_writes;
 pub mod mount;
 pub mod pipeline;

@@ -32,14 +32,23 @@ struct Args {
     /// before every reply (default) against --no-sync, --mib MiB per run (use ~128).
     #[arg(long)]
     hoster_writes: bool,
+    /// The self-healing bench instead: detection time of a SIGKILLed hoster and rebuild MB/s of
+    /// its shard data, 7 hosters at 4+2, --mib MiB archived (use ~256).
+    #[arg(long)]
+    heal: bool,
+    /// With --heal: the loss bound instead of the default (about a minute).
+    #[arg(long)]
+    lost_after_ms: Option<u64>,
     /// Blocks in the chain bench.
     #[arg(long, default_value_t = 20_000)]
     blocks: u64,
 }
 
 async fn run(a: Args) -> anyhow::Result<()> {
-    use archiver_bench::{chain, challenges, hoster_writes, mount, pipeline};
-    if a.mount {
+    use archiver_bench::{chain, challenges, heal, hoster_writes, mount, pipeline};
+    if a.heal {
+        heal::run(a.mib, a.dir, a.lost_after_ms).await
+    } else if a.mount {
         mount::run(a.mib, a.dir).await
     } else if a.challenges {
         challenges::run().await
