@@ -52,6 +52,11 @@ pub struct RepairReport {
     pub still_under_replicated: Vec<(u64, String)>,
 }
 
+/// Segments one repair rebuilds at once: each holds its k+m shards in memory (48 MiB at the
+/// default 32 MiB segments and 4+2), and three keep reads, decoding and uploads overlapping on
+/// two cores without raising RSS past the node's bound.
+pub const REPAIR_SEGMENTS_IN_FLIGHT: usize = 3;
+
 /// Metadata records checked at once by a scrub: small values, latency-bound.
 pub const SCRUB_CONCURRENCY: usize = 32;
 
@@ -265,7 +270,32 @@ impl Disperser {
         segment: u64,
         lost: &[usize],
     ) -> Result<Vec<(usize, String)>> {
+        let jobs = [(segment, lost.to_vec())];
+        let mut done = self.repair_many(&jobs).await;
+        done.pop().map_or(Ok(Vec::new()), |(_, r)| r)
+    }
+
+    /// [`repair_shards`](Self::repair_shards) for many segments under one hold of the dispersal
+    /// lock, `REPAIR_SEGMENTS_IN_FLIGHT` at a time (one segment's reads, decoding and uploads
+    /// leave both the network and the cores idle part of the time). Results in any order.
+    pub async fn repair_many(
+        &self,
+        jobs: &[(u64, Vec<usize>)],
+    ) -> Vec<(u64, Result<Vec<(usize, String)>>)> {
         let _one_at_a_time = self.inner.lock.lock().await;
+        // Futures built before the stream: a closure inside it would make this future not
+        // provably `Send` for the service task that runs it.
+        let mut work = Vec::with_capacity(jobs.len());
+        for (segment, lost) in jobs {
+            work.push(async move { (*segment, self.repair_one(*segment, lost).await) });
+        }
+        futures::stream::iter(work)
+            .buffer_unordered(REPAIR_SEGMENTS_IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    async fn repair_one(&self, segment: u64, lost: &[usize]) -> Result<Vec<(usize, String)>> {
         let (manifest, placement) = self.local_meta(segment)?;
         let total = manifest.shards_total();
         let lost: Vec<usize> = lost.iter().copied().filter(|&i| i < total).collect();

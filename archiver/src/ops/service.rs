@@ -521,31 +521,42 @@ impl OpsService {
 
     /// Runs jobs in order while the repair budget allows. Returns the shards stored again.
     async fn run_jobs(&mut self, jobs: &[RepairJob]) -> Vec<(u64, usize)> {
+        let now = self.clock.now_ms();
+        let batch: Vec<&RepairJob> = jobs
+            .iter()
+            .take_while(|job| self.budget.try_take(job.bytes, now))
+            .collect();
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let work: Vec<(u64, Vec<usize>)> = batch
+            .iter()
+            .map(|j| (j.segment, j.shards.clone()))
+            .collect();
+        let shard_bytes: BTreeMap<u64, u64> =
+            batch.iter().map(|j| (j.segment, j.shard_bytes)).collect();
         let mut done = Vec::new();
-        for job in jobs {
-            if !self.budget.try_take(job.bytes, self.clock.now_ms()) {
-                break;
-            }
-            match self.disperser.repair_shards(job.segment, &job.shards).await {
-                Ok(repaired) => {
-                    let per_shard = job.shard_bytes;
-                    if let Some(m) = &self.metrics {
-                        m.repaired(repaired.len() as u64, per_shard * repaired.len() as u64);
-                    }
-                    self.handle.update(|s| {
-                        s.repaired_shards += repaired.len() as u64;
-                        s.repaired_bytes += per_shard * repaired.len() as u64;
-                    });
-                    for (i, hoster) in repaired {
-                        tracing::info!(segment = job.segment, shard = i, hoster, "shard rebuilt");
-                        self.suspect
-                            .retain(|(s, shard, _)| (*s, *shard) != (job.segment, i));
-                        done.push((job.segment, i));
-                    }
-                }
+        for (segment, result) in self.disperser.repair_many(&work).await {
+            let repaired = match result {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(segment = job.segment, error = %e, "repair failed; retried next pass")
+                    tracing::warn!(segment, error = %e, "repair failed; retried next pass");
+                    continue;
                 }
+            };
+            let bytes = shard_bytes.get(&segment).copied().unwrap_or(0) * repaired.len() as u64;
+            if let Some(m) = &self.metrics {
+                m.repaired(repaired.len() as u64, bytes);
+            }
+            self.handle.update(|s| {
+                s.repaired_shards += repaired.len() as u64;
+                s.repaired_bytes += bytes;
+            });
+            for (i, hoster) in repaired {
+                tracing::info!(segment, shard = i, hoster, "shard rebuilt");
+                self.suspect
+                    .retain(|(s, shard, _)| (*s, *shard) != (segment, i));
+                done.push((segment, i));
             }
         }
         done
