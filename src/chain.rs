@@ -94,7 +94,7 @@ pub async fn run_serve(
         archive.config().data_dir.clone(),
         keys,
         ops,
-        std::sync::Arc::new(archiver::ops::SystemClock),
+        std::sync::Arc::new(archiver::ops::SystemClock::new()),
     );
     if let Some(m) = metrics {
         service = service.with_metrics(m);

@@ -13,7 +13,7 @@ use archiver::ShardHost;
 
 use crate::config_file::{self, ConfigFile};
 
-/// How often a waiting `drain` looks again: the service acts every second.
+/// How often a waiting `drain` or `rebalance` looks again: the service acts every second.
 const DRAIN_POLL_MS: u64 = 500;
 
 /// Adds the hoster `spec` (`archiver init --hoster` syntax) to the config and prepares its
@@ -35,8 +35,14 @@ pub async fn add(config: &Path, spec: &str) -> Result<String> {
         .await
         .with_context(|| format!("prepare the namespaces on hoster {}", entry.name))?;
     let name = entry.name.clone();
+    let layout = loaded.archive.layout();
     loaded.file.archive.hosters.push(entry);
     loaded.file.replace(config)?;
+    // A hoster of that name drained and removed earlier must not stay avoided.
+    if let Some(log) = AuditLog::open_existing(layout.root()).context("open audit store")? {
+        log.withdraw_drain(&name)
+            .context("withdraw an old drain request")?;
+    }
     Ok(name)
 }
 
@@ -61,9 +67,8 @@ pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, Option<u64>)
 }
 
 /// Asks for `hoster` to be drained, then drives or watches the drain until the hoster holds no
-/// shard. When no process holds the archive, this process runs the operations service itself;
-/// otherwise the running node, follower or `serve` does, and this only watches. `progress` gets
-/// (placed, listed) whenever they change; a hoster that does not answer is never drained.
+/// shard. `progress` gets (placed, listed) whenever they change; a hoster that does not answer
+/// is never drained.
 pub async fn drain(
     config: &Path,
     hoster: &str,
@@ -74,22 +79,14 @@ pub async fn drain(
     if !loaded.archive.hosters.iter().any(|h| h.name == hoster) {
         bail!("{} names no hoster {hoster}", config.display());
     }
-    let layout = loaded.archive.layout();
-    AuditLog::open(layout.root())
+    AuditLog::open(loaded.archive.layout().root())
         .context("open audit store")?
         .request_drain(hoster, now_ms())
         .context("record the drain request")?;
-    let mut inline = match config_file::open_archive(config) {
-        Ok(archive) => Some(inline_service(archive)),
-        Err(e) if format!("{e:#}").contains("lock") => None,
-        Err(e) => return Err(e),
-    };
-    let until = Instant::now() + timeout;
+    let mut driver = Driver::start(config, timeout)?;
     let mut last = None;
     loop {
-        if let Some((service, _archive)) = inline.as_mut() {
-            service.pass().await;
-        }
+        driver.pass().await;
         let counts = shards_on(config, hoster).await?;
         if last != Some(counts) {
             progress(counts.0, counts.1);
@@ -98,19 +95,86 @@ pub async fn drain(
         if counts == (0, Some(0)) {
             return Ok(());
         }
-        if Instant::now() >= until {
+        if !driver.wait().await {
             bail!(
-                "hoster {hoster} still holds {} placed shards and lists {} after {} s (the drain \
-                 goes on in the running service; run `archiver hosters drain {hoster}` again to watch)",
-                counts.0,
-                counts.1.map_or_else(|| "none: it does not answer".into(), |n| n.to_string()),
+                "hoster {hoster} still holds shards after {} s (the drain goes on in the running \
+                 service; run `archiver hosters drain {hoster}` again to watch)",
                 timeout.as_secs()
             );
         }
-        if inline.is_none() {
-            tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+    }
+}
+
+/// Asks for shards to be spread evenly over the hosters that answer (after `add`), then drives
+/// or watches it until the service finds nothing left to move.
+pub async fn rebalance(config: &Path, timeout: Duration) -> Result<()> {
+    let root = ConfigFile::load(config)?
+        .archive
+        .layout()
+        .root()
+        .to_path_buf();
+    AuditLog::open(&root)
+        .context("open audit store")?
+        .request_rebalance(now_ms())
+        .context("record the rebalance request")?;
+    let mut driver = Driver::start(config, timeout)?;
+    loop {
+        driver.pass().await;
+        let log = AuditLog::open_read_only(&root).context("open audit store")?;
+        if !log
+            .map(|l| l.rebalance_requested())
+            .transpose()?
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        if !driver.wait().await {
+            bail!(
+                "rebalance not finished after {} s (it goes on in the running service)",
+                timeout.as_secs()
+            );
         }
     }
+}
+
+/// Who does the work of a request: the operations service run here when no process holds the
+/// archive, else the running node, follower or `serve` (this process then only watches).
+struct Driver {
+    inline: Option<(OpsService, archiver::Archive)>,
+    until: Instant,
+}
+
+impl Driver {
+    fn start(config: &Path, timeout: Duration) -> Result<Self> {
+        let inline = match config_file::open_archive(config) {
+            Ok(archive) => Some(inline_service(archive)),
+            Err(e) if is_held_elsewhere(&e) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            inline,
+            until: Instant::now() + timeout,
+        })
+    }
+
+    /// One service pass, when the service runs here.
+    async fn pass(&mut self) {
+        if let Some((service, _archive)) = self.inline.as_mut() {
+            service.pass().await;
+        }
+    }
+
+    /// Pauses until the next look; false once the time is up.
+    async fn wait(&self) -> bool {
+        tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        Instant::now() < self.until
+    }
+}
+
+/// Whether opening the archive failed because another process holds its RocksDB.
+fn is_held_elsewhere(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("Resource temporarily unavailable") || text.contains("lock file")
 }
 
 /// The operations service over an archive this process opened (kept open beside it).
@@ -124,12 +188,12 @@ fn inline_service(archive: archiver::Archive) -> (OpsService, archiver::Archive)
         archive.config().data_dir.clone(),
         keys,
         ops,
-        Arc::new(SystemClock),
+        Arc::new(SystemClock::new()),
     );
     (service, archive)
 }
 
-/// Removes `hoster` from the config once no placement names it, and withdraws its drain.
+/// Removes `hoster` from the config once no placement names it.
 pub async fn remove(config: &Path, hoster: &str) -> Result<()> {
     let (placed, _) = shards_on(config, hoster).await?;
     if placed > 0 {

@@ -1,10 +1,11 @@
 //! The archive heals itself over real sockets: a node archiving to 7 hoster processes (4+2 plus a
 //! spare). One hoster is SIGKILLed for good: with no command typed, every segment is back to k+m
 //! (detection time and time to full redundancy per GiB lost are printed). Another hoster's files
-//! rot while it runs: audits find it and its shards are rebuilt. A new hoster is added, a live one
-//! drained to empty and removed, with nothing lost (a fresh machine restores everything). GC
-//! removes the orphan parts of a failed upload and nothing else. `/metrics` is scraped before,
-//! during and after.
+//! rot while it runs: audits find it and its shards are rebuilt. A new hoster is added and the
+//! shards rebalanced onto it; GC removes the orphan part of a failed upload and nothing else; a
+//! live hoster is drained to empty and removed; nothing is lost (`repair --verify` finds nothing
+//! to do and a fresh machine restores everything). `/metrics` is scraped before, during and
+//! after.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -280,17 +281,34 @@ async fn the_archive_heals_itself_and_hosters_come_and_go() {
     node.stop();
     let node = NodeProcess::start(&config, &data);
 
-    // 4. A failed upload's orphan on the new hoster: GC removes it and nothing else.
+    // 4. A rebalance spreads the shards evenly over the 7 hosters, h7 included (within two:
+    //    the node keeps dispersing new segments meanwhile).
+    let o = archiver(&config, &["hosters", "rebalance", "--timeout-secs", "240"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = archiver(&config, &["hosters", "list"]);
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let placed: Vec<u64> = listing
+        .lines()
+        .filter_map(|l| l.split(" placed=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(placed.len(), 7, "{listing}");
+    let (lo, hi) = (placed.iter().min().unwrap(), placed.iter().max().unwrap());
+    assert!(hi - lo <= 2 && *lo > 0, "balanced: {listing}");
+    // 5. A failed upload's orphan on the new hoster: GC removes it and nothing else.
     let key = ConfigFile::load(&config).unwrap().key;
     let (manifest, placement) = {
         let view = ConfigFile::load(&config)
             .unwrap()
             .into_read_only(1)
             .unwrap();
-        let s = view.store().dispersed_next().unwrap() - 1;
+        let store = view.store();
+        let without_h7 = (0..store.dispersed_next().unwrap())
+            .map(|s| store.placement(s).unwrap().unwrap())
+            .find(|p| !p.hosters.iter().flatten().any(|n| n == "h7"))
+            .unwrap();
         (
-            view.store().manifest(s).unwrap().unwrap(),
-            view.store().placement(s).unwrap().unwrap(),
+            store.manifest(without_h7.segment).unwrap().unwrap(),
+            without_h7,
         )
     };
     assert!(!placement.hosters.iter().flatten().any(|n| n == "h7"));
@@ -315,7 +333,7 @@ async fn the_archive_heals_itself_and_hosters_come_and_go() {
         "{gc:?}"
     );
 
-    // 5. A live hoster is drained to empty, then removed.
+    // 6. A live hoster is drained to empty, then removed.
     let o = archiver(
         &config,
         &["hosters", "drain", "h2", "--timeout-secs", "240"],
@@ -340,6 +358,7 @@ async fn the_archive_heals_itself_and_hosters_come_and_go() {
     );
     let o = archiver(&config, &["hosters", "remove", "h2"]);
     assert!(o.status.success(), "{}", text(&o));
+
     let end = wait_metrics(&node.metrics, "full redundancy after the drain", |m| {
         fully_redundant(m).is_some()
             && value(m, "archiver_repair_queue_segments") == 0.0

@@ -243,6 +243,7 @@ impl Disperser {
     /// in this list that holds shards keeps them until they are moved.
     pub fn set_avoided(&self, mut hosters: Vec<String>) {
         hosters.sort();
+        hosters.dedup();
         if let Ok(mut a) = self.inner.avoided.write() {
             *a = hosters;
         }
@@ -293,6 +294,56 @@ impl Disperser {
             .buffer_unordered(REPAIR_SEGMENTS_IN_FLIGHT)
             .collect()
             .await
+    }
+
+    /// Moves shard `shard` of `segment` from its hoster to `to` (a copy checked against the
+    /// manifest's part hashes, stored under the next version's name), then records and publishes
+    /// the new placement. The old copy becomes an orphan for GC. Rebalancing uses it.
+    pub async fn move_shard(&self, segment: u64, shard: usize, to: &str) -> Result<()> {
+        let _one_at_a_time = self.inner.lock.lock().await;
+        let (manifest, before) = self.local_meta(segment)?;
+        let moving = |reason: String| ArchiveError::ShardCorrupt {
+            segment,
+            shard,
+            hoster: reason,
+        };
+        let from = before
+            .hosters
+            .get(shard)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| moving("none".into()))?;
+        if before.hosters.iter().flatten().any(|h| h == to) {
+            return Err(moving(format!("{to} already holds a shard of the segment")));
+        }
+        let (Some(src), Some(dst)) = (self.hosters().get(&from), self.hosters().get(to)) else {
+            return Err(moving(format!("{from} or {to} is not configured")));
+        };
+        let key = &self.inner.key;
+        let name = manifest.shard_storage_key_at(key, shard, before.version(shard));
+        let bytes = timed(src.get_shard(&name, manifest.shard_bytes))
+            .await
+            .map_err(|e| moving(format!("{from}: {e}")))?
+            .ok_or_else(|| moving(format!("{from}: missing")))?;
+        if !codec::damaged_parts(&manifest, shard, &bytes, &[]).is_empty() {
+            return Err(moving(format!("{from}: fails its part hashes")));
+        }
+        let mut placement = before.clone();
+        placement.versions[shard] = before.version(shard) + 1;
+        placement.hosters[shard] = Some(to.to_string());
+        let new_name = manifest.shard_storage_key_at(key, shard, placement.versions[shard]);
+        timed(dst.put_shard(&new_name, &bytes))
+            .await
+            .map_err(|e| moving(format!("{to}: {e}")))?;
+        let remote_gen = match self.inner.remote.segment_meta_opt(segment).await {
+            Ok(Some(meta)) => meta.placement.generation,
+            _ => before.generation,
+        };
+        placement.generation = before.generation.max(remote_gen) + 1;
+        self.publish(&manifest, &placement).await?;
+        let mut batch = Batch::default();
+        self.inner.store.put_placement(&mut batch, &placement)?;
+        self.inner.store.commit_synced(batch)
     }
 
     async fn repair_one(&self, segment: u64, lost: &[usize]) -> Result<Vec<(usize, String)>> {

@@ -256,12 +256,24 @@ const RESULT_PREFIX: u8 = b'r';
 const MARK_PREFIX: u8 = b'm';
 /// `d` ‖ hoster name → request time (ms, u64 BE): hosters to drain.
 const DRAIN_PREFIX: u8 = b'd';
+/// `b` → request time (ms, u64 BE): a rebalance is asked for (until the service finishes it).
+const REBALANCE_KEY: &[u8] = b"b";
 
 impl AuditLog {
     /// Opens (creating) the audit store under the archive's data directory. A continuous audit
     /// (`--every`) holds it only while it writes a result, so another writer (`repair`) waits
     /// up to `AUDIT_STORE_LOCK_WAIT_MS` for it instead of failing at once.
     pub fn open(data_dir: &std::path::Path) -> crate::Result<Self> {
+        Self::open_waiting(data_dir, AUDIT_STORE_LOCK_WAIT_MS)
+    }
+
+    /// [`open`](Self::open) without waiting for another holder: the operations service tries
+    /// once per pass and does not stall its runtime.
+    pub fn open_once(data_dir: &std::path::Path) -> crate::Result<Self> {
+        Self::open_waiting(data_dir, 0)
+    }
+
+    fn open_waiting(data_dir: &std::path::Path, wait_ms: u64) -> crate::Result<Self> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         // A continuous audit opens the store once per result: keep RocksDB's info logs few.
@@ -272,8 +284,7 @@ impl AuditLog {
             match rocksdb::DB::open(&opts, &path) {
                 Ok(db) => return Ok(Self { db }),
                 Err(e)
-                    if is_lock_held(&e)
-                        && waited.elapsed().as_millis() < u128::from(AUDIT_STORE_LOCK_WAIT_MS) =>
+                    if is_lock_held(&e) && waited.elapsed().as_millis() < u128::from(wait_ms) =>
                 {
                     // Retry, not sync-by-sleep: the other process gives no signal to wait on.
                     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -369,6 +380,27 @@ impl AuditLog {
         self.db
             .delete(key)
             .map_err(crate::ArchiveError::db("withdraw drain request"))
+    }
+
+    /// Asks the operations service to spread shards evenly over the usable hosters; the service
+    /// withdraws the request once no move is left.
+    pub fn request_rebalance(&self, at_ms: u64) -> crate::Result<()> {
+        self.db
+            .put(REBALANCE_KEY, at_ms.to_be_bytes())
+            .map_err(crate::ArchiveError::db("record rebalance request"))
+    }
+
+    pub fn withdraw_rebalance(&self) -> crate::Result<()> {
+        self.db
+            .delete(REBALANCE_KEY)
+            .map_err(crate::ArchiveError::db("withdraw rebalance request"))
+    }
+
+    pub fn rebalance_requested(&self) -> crate::Result<bool> {
+        self.db
+            .get(REBALANCE_KEY)
+            .map(|v| v.is_some())
+            .map_err(crate::ArchiveError::db("read rebalance request"))
     }
 
     /// Hosters being drained.

@@ -36,8 +36,9 @@ pub type HostResult<T> = std::result::Result<T, HostError>;
 /// A hoster's shards: storage key → the hoster keys that hold its parts.
 pub type ShardListing = std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
 
-/// Keys one shard listing may return: a hoster holding more (a 4 TiB hoster holds ~4 M parts of
-/// 64 KiB plus headroom) is refused rather than let grow the caller's memory without bound.
+/// Keys one shard listing may return (about 1 TiB of this archive's shards in 64 KiB parts, some
+/// 800 MB of listing in memory): a hoster holding more is refused (GC skips it, a drain cannot
+/// see it empty) rather than let grow the caller's memory without bound.
 pub const SHARD_KEYS_LISTED_MAX: usize = 16 * 1024 * 1024;
 
 /// One shard hoster as the archive uses it. Keys and values are opaque: the hoster learns nothing

@@ -191,6 +191,7 @@ async fn scheduler_orders_least_redundancy_first_and_replays_from_a_seed() {
         lost: ["h0".to_string()].into(),
         draining: BTreeSet::new(),
         marked: [(worst, marked_shard)].into(),
+        configured: BTreeSet::new(),
     };
     let plan = |seed| RepairScheduler::new(seed).plan(store, &input).unwrap();
     let (a, b) = (plan(3), plan(3));
@@ -324,10 +325,17 @@ async fn gc_removes_orphans_of_a_failed_upload_and_nothing_else() {
     let s = setup().await;
     let key = MasterKey::from_bytes([7; 32]);
     let store = s.archive.store();
-    // A failed upload leaves a shard's name on a hoster its placement does not name (the shard
-    // moved on to a spare), plus a superseded version and a stray part.
+    // A repair moves shard 1 of segment 2 (its old copy stays behind, superseded).
+    let old = store.placement(2).unwrap().unwrap();
+    let old_holder = old.hosters[1].clone().unwrap();
+    s.archive.repair_with(false, &[(2, 1)]).await.unwrap();
     let manifest = store.manifest(2).unwrap().unwrap();
     let placement = store.placement(2).unwrap().unwrap();
+    assert_eq!(placement.version(1), 1);
+    let host = |name: &str| s.hosts.iter().find(|h| h.name() == name).unwrap();
+    let superseded = manifest.shard_storage_key_at(&key, 1, 0);
+    assert!(host(&old_holder).holds(&superseded));
+    // A failed upload leaves a shard's name on a hoster its placement does not name.
     let stranger = s
         .hosts
         .iter()
@@ -335,20 +343,14 @@ async fn gc_removes_orphans_of_a_failed_upload_and_nothing_else() {
         .unwrap();
     let orphan = manifest.shard_storage_key_at(&key, 0, 0);
     stranger.insert_raw(&orphan, b"half an upload");
-    let holder = s
-        .archive
-        .hosters()
-        .get(placement.hosters[1].as_deref().unwrap())
-        .unwrap()
-        .name()
-        .to_string();
-    let holder = s.hosts.iter().find(|h| h.name() == holder).unwrap();
-    let superseded = manifest.shard_storage_key_at(&key, 1, 7);
-    holder.insert_raw(&superseded, b"an old version");
+    // A newer version than the local placement knows (an interrupted repair's) is kept.
+    let ahead = manifest.shard_storage_key_at(&key, 0, 1);
+    stranger.insert_raw(&ahead, b"a repair interrupted after publishing");
     let before: usize = s.hosts.iter().map(|h| h.shard_count()).sum();
     let report = collect_orphans(&s.archive.disperser()).await.unwrap();
     assert_eq!(report.shards_deleted(), 2, "{report:?}");
-    assert!(!stranger.holds(&orphan) && !holder.holds(&superseded));
+    assert!(!stranger.holds(&orphan) && !host(&old_holder).holds(&superseded));
+    assert!(stranger.holds(&ahead), "a newer version is never collected");
     let after: usize = s.hosts.iter().map(|h| h.shard_count()).sum();
     assert_eq!(before - after, 2);
     assert_eq!(
@@ -358,4 +360,71 @@ async fn gc_removes_orphans_of_a_failed_upload_and_nothing_else() {
     s.assert_fully_redundant().await;
     let again = collect_orphans(&s.archive.disperser()).await.unwrap();
     assert_eq!(again.shards_deleted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_waits_while_a_sealed_segment_awaits_dispersal() {
+    let mut s = setup().await;
+    let more = chain(400, 5, 3_000);
+    s.archive.log_mut().append_batch(&more[300..]).unwrap();
+    s.archive.log_mut().seal_active().unwrap();
+    s.hosts[0].insert_raw(&[9; 24], b"an orphan");
+    let report = collect_orphans(&s.archive.disperser()).await.unwrap();
+    assert!(
+        report.not_run.is_some() && report.shards_deleted() == 0,
+        "{report:?}"
+    );
+    assert!(s.hosts[0].holds(&[9; 24]));
+    s.archive.disperse_pending().await.unwrap();
+    let report = collect_orphans(&s.archive.disperser()).await.unwrap();
+    assert_eq!(report.shards_deleted(), 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_spreads_shards_onto_a_new_hoster() {
+    // Dispersed while h6 took nothing (as if added later).
+    let dir = tempfile::tempdir().unwrap();
+    let (hosts, entries, set) = memory_hosters(7);
+    let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);
+    cfg.segment_size_bytes = 128 * 1024;
+    cfg.durability = Durability::Os;
+    let mut archive = Archive::open(cfg, MasterKey::from_bytes([7; 32]), set).unwrap();
+    archive.disperser().set_avoided(vec!["h6".into()]);
+    archive
+        .log_mut()
+        .append_batch(&chain(300, 5, 3_000))
+        .unwrap();
+    archive.log_mut().seal_active().unwrap();
+    archive.disperse_pending().await.unwrap();
+    assert_eq!(hosts[6].shard_count(), 0);
+    let s = Setup {
+        dir,
+        hosts,
+        archive,
+    };
+    s.archive.disperser().set_avoided(Vec::new());
+    AuditLog::open(&s.data_dir())
+        .unwrap()
+        .request_rebalance(1)
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let mut ops = s.service(4, clock.clone());
+    let spread = |s: &Setup| {
+        let counts: Vec<usize> = s.hosts.iter().map(|h| h.shard_count()).collect();
+        counts.iter().max().unwrap() - counts.iter().min().unwrap()
+    };
+    run_until(&mut ops, &clock, 1_000, |_| {
+        !AuditLog::open_read_only(&s.data_dir())
+            .unwrap()
+            .unwrap()
+            .rebalance_requested()
+            .unwrap()
+    })
+    .await;
+    assert!(s.hosts[6].shard_count() > 0);
+    assert!(
+        spread(&s) <= 1,
+        "shards per hoster differ by at most one after GC"
+    );
+    s.assert_fully_redundant().await;
 }

@@ -98,7 +98,7 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, lost_after_ms: Option<u64>) -> 
         data_dir,
         BTreeMap::new(),
         opts,
-        Arc::new(SystemClock),
+        Arc::new(SystemClock::new()),
     );
     ops.pass().await;
     let index = c

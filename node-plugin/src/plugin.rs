@@ -103,7 +103,7 @@ impl ArchivePlugin {
             archive.config().data_dir.clone(),
             opts.hoster_keys,
             opts.ops,
-            Arc::new(SystemClock),
+            Arc::new(SystemClock::new()),
         );
         if let Some(m) = opts.metrics {
             reader = reader.with_metrics(m.clone());

@@ -1,4 +1,4 @@
-//! `archiver hosters add | drain | remove | list`: the hoster lifecycle.
+//! `archiver hosters add | drain | rebalance | remove | list`: the hoster lifecycle.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +29,12 @@ enum Action {
         #[arg(long, default_value_t = 3_600)]
         timeout_secs: u64,
     },
+    /// Spread shards evenly over the hosters that answer (after `add`): shards move from the
+    /// fullest hosters to the emptiest, copied and checked; waits until nothing is left to move.
+    Rebalance {
+        #[arg(long, default_value_t = 3_600)]
+        timeout_secs: u64,
+    },
     /// Remove a hoster that no placement names any more (drained, or lost and healed).
     Remove { name: String },
     /// Hosters with their domain and the shards placements name on each.
@@ -52,6 +58,10 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
             )
             .await?;
             println!("drained {name}: it holds no shard of this archive");
+        }
+        Action::Rebalance { timeout_secs } => {
+            hosters::rebalance(config, Duration::from_secs(timeout_secs)).await?;
+            println!("rebalanced: shards are spread evenly over the hosters that answer");
         }
         Action::Remove { name } => {
             hosters::remove(config, &name).await?;

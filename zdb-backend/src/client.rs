@@ -984,7 +984,9 @@ impl ZdbClient {
         let mut keys = Vec::new();
         let mut cursor: Option<Vec<u8>> = None;
         while let Some(batch) = self.scan(cursor.as_deref()).await? {
-            if batch.keys.is_empty() {
+            // A batch may be empty (0-db fills one for ~2 ms, live keys only): only the end
+            // (`-No more data`) or a cursor that does not move ends the walk.
+            if cursor.as_deref() == Some(batch.cursor.as_slice()) {
                 break;
             }
             keys.extend(batch.keys);

@@ -8,15 +8,35 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> u64;
 }
 
-/// The machine's wall clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+/// The machine's clock, monotonic: wall time when created plus the monotonic time since, so a
+/// wall-clock step (NTP, an operator) neither stops the service's timers nor fires them all.
+#[derive(Clone, Copy, Debug)]
+pub struct SystemClock {
+    start: std::time::Instant,
+    wall_at_start_ms: u64,
+}
+
+impl SystemClock {
+    pub fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            wall_at_start_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        self.wall_at_start_ms
+            .saturating_add(self.start.elapsed().as_millis() as u64)
     }
 }
 

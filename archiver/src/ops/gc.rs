@@ -1,6 +1,7 @@
 //! Orphan GC: deletes shards no placement names (uploads that failed half-way, shards a repair
 //! superseded, copies left on a hoster that came back after its shards were moved), and never a
-//! shard that a placement, local or on the hosters, still names.
+//! shard that the local placement names, nor a newer version of any shard (which a placement an
+//! interrupted repair published may name).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,33 +28,46 @@ impl GcReport {
     }
 }
 
-/// Storage keys each hoster must keep: every shard the local placement or the newest placement
-/// on the hosters names there (an interrupted repair may have published a generation the local
-/// store never recorded; a restore would follow it).
-async fn named_shards(disperser: &Disperser) -> Result<BTreeMap<String, BTreeSet<Vec<u8>>>> {
+/// Versions past a shard's local one whose names GC keeps on every hoster: a repair interrupted
+/// after publishing its placement but before recording it locally (a crash) leaves shards under
+/// the next version that the hosters' newest placement names and a restore would follow; a few
+/// such crashes in a row stay covered.
+pub const VERSIONS_AHEAD_KEPT: u32 = 8;
+
+/// What GC must keep: per hoster, the names the local placement puts there; and, on any
+/// hoster, the names of every shard's next `VERSIONS_AHEAD_KEPT` versions. Needs no network, so
+/// an unreachable hoster cannot hide a placement from it. Err(why) when the local records are
+/// incomplete (then nothing is collected).
+fn named_shards(disperser: &Disperser) -> Result<std::result::Result<Named, String>> {
     let store = disperser.store();
     let key = disperser.remote().key().clone();
-    let mut named: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
+    let mut named = Named::default();
     for segment in 0..store.dispersed_next()? {
-        let Some(manifest) = store.manifest(segment)? else {
-            continue;
+        let (Some(manifest), Some(p)) = (store.manifest(segment)?, store.placement(segment)?)
+        else {
+            return Ok(Err(format!(
+                "segment {segment} is dispersed but its records are missing"
+            )));
         };
-        let mut placements: Vec<_> = store.placement(segment)?.into_iter().collect();
-        if let Ok(Some(meta)) = disperser.remote().segment_meta_opt(segment).await {
-            if meta.manifest == manifest {
-                placements.push(meta.placement);
+        for (i, holder) in p.hosters.iter().enumerate() {
+            let version = p.version(i);
+            if let Some(h) = holder {
+                let name = manifest.shard_storage_key_at(&key, i, version);
+                named.placed.entry(h.clone()).or_default().insert(name);
             }
-        }
-        for p in &placements {
-            for (i, holder) in p.hosters.iter().enumerate() {
-                if let Some(h) = holder {
-                    let name = manifest.shard_storage_key_at(&key, i, p.version(i));
-                    named.entry(h.clone()).or_default().insert(name);
-                }
+            for ahead in 1..=VERSIONS_AHEAD_KEPT {
+                let name = manifest.shard_storage_key_at(&key, i, version.saturating_add(ahead));
+                named.ahead.insert(name);
             }
         }
     }
-    Ok(named)
+    Ok(Ok(named))
+}
+
+#[derive(Default)]
+struct Named {
+    placed: BTreeMap<String, BTreeSet<Vec<u8>>>,
+    ahead: BTreeSet<Vec<u8>>,
 }
 
 /// Deletes every orphan shard on every reachable hoster. Runs with dispersal and repair held
@@ -66,7 +80,13 @@ pub async fn collect_orphans(disperser: &Disperser) -> Result<GcReport> {
         report.not_run = Some("a sealed segment awaits dispersal".into());
         return Ok(report);
     }
-    let named = named_shards(disperser).await?;
+    let named = match named_shards(disperser)? {
+        Ok(n) => n,
+        Err(why) => {
+            report.not_run = Some(why);
+            return Ok(report);
+        }
+    };
     let empty = BTreeSet::new();
     for host in disperser.hosters().all() {
         let listing = match timed(host.list_shards()).await {
@@ -78,10 +98,10 @@ pub async fn collect_orphans(disperser: &Disperser) -> Result<GcReport> {
                 continue;
             }
         };
-        let keep = named.get(host.name()).unwrap_or(&empty);
+        let keep = named.placed.get(host.name()).unwrap_or(&empty);
         let (mut shards, mut keys) = (0u64, 0u64);
         for (storage_key, parts) in listing {
-            if keep.contains(&storage_key) {
+            if keep.contains(&storage_key) || named.ahead.contains(&storage_key) {
                 report.kept += 1;
                 continue;
             }

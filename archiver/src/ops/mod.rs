@@ -6,14 +6,19 @@
 //! - `auditor`: seeded random storage challenges.
 //! - `repair`: the scheduler (least redundancy first) and its byte budget.
 //! - `sweep`: every shard on one hoster checked (presence after a return, content after rot).
+//! - `rebalance`: moves toward an even spread after hosters are added.
 //! - `gc`: orphan shard collection, never a shard a placement names.
+//! - `control`: the exchange with the audit store (results and marks out; marks, drain and
+//!   rebalance requests in).
 //! - `clock`: time behind a trait, so tests replay decisions from a seed and a manual clock.
 
 pub mod auditor;
 pub mod clock;
+pub mod control;
 pub mod gc;
 pub mod health;
 pub mod maintenance;
+pub mod rebalance;
 pub mod repair;
 pub mod service;
 pub mod sweep;
@@ -23,6 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{collect_orphans, GcReport};
 pub use health::{HealthEvent, HealthPolicy, HealthTracker};
 pub use maintenance::{maintain_once, MaintenanceReport, ScrubCursor};
+pub use rebalance::{plan_moves, Move};
 pub use repair::{PlanInput, RepairBudget, RepairJob, RepairScheduler};
 pub use service::{OpsHandle, OpsOptions, OpsService, OpsStatus};
 pub use sweep::{SweepDepth, Sweeps};

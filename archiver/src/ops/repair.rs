@@ -43,11 +43,21 @@ pub struct PlanInput {
     pub draining: BTreeSet<String>,
     /// (segment, shard) marked by audits.
     pub marked: BTreeSet<(u64, usize)>,
+    /// The configured hosters; a placement naming another (removed from the config) counts
+    /// its shard as lost. Empty: every name counts as configured.
+    pub configured: BTreeSet<String>,
 }
 
 impl PlanInput {
+    /// Nothing to rebuild unless a placement names an unconfigured hoster.
     pub fn is_empty(&self) -> bool {
         self.lost.is_empty() && self.draining.is_empty() && self.marked.is_empty()
+    }
+
+    /// Whether a shard on `hoster` is gone (lost, or its hoster no longer configured).
+    pub fn is_gone(&self, hoster: &str) -> bool {
+        self.lost.contains(hoster)
+            || (!self.configured.is_empty() && !self.configured.contains(hoster))
     }
 }
 
@@ -64,12 +74,11 @@ impl RepairScheduler {
         }
     }
 
-    /// Every dispersed segment with a shard to rebuild, least redundancy left first.
+    /// Every dispersed segment with a shard to rebuild, least redundancy left first; segments
+    /// that cannot be rebuilt from the hosters that answer (fewer than k readable shards) are
+    /// left out, so they never hold the budget from those that can.
     pub fn plan(&mut self, store: &Store, input: &PlanInput) -> Result<Vec<RepairJob>> {
         let mut jobs = Vec::new();
-        if input.is_empty() {
-            return Ok(jobs);
-        }
         for segment in 0..store.dispersed_next()? {
             let (Some(manifest), Some(placement)) =
                 (store.manifest(segment)?, store.placement(segment)?)
@@ -78,7 +87,7 @@ impl RepairScheduler {
             };
             let (mut shards, mut unreadable) = (Vec::new(), 0i64);
             for (i, holder) in placement.hosters.iter().enumerate() {
-                let lost = holder.as_ref().is_none_or(|h| input.lost.contains(h));
+                let lost = holder.as_ref().is_none_or(|h| input.is_gone(h));
                 let marked = input.marked.contains(&(segment, i));
                 let draining = holder.as_ref().is_some_and(|h| input.draining.contains(h));
                 if lost || marked {
@@ -88,7 +97,8 @@ impl RepairScheduler {
                     shards.push(i);
                 }
             }
-            if shards.is_empty() {
+            let redundancy_left = i64::from(manifest.parity_shards) - unreadable;
+            if shards.is_empty() || redundancy_left < 0 {
                 continue;
             }
             jobs.push(RepairJob {
@@ -96,7 +106,7 @@ impl RepairScheduler {
                 shard_bytes: manifest.shard_bytes,
                 bytes: (u64::from(manifest.data_shards) + shards.len() as u64)
                     * manifest.shard_bytes,
-                redundancy_left: i64::from(manifest.parity_shards) - unreadable,
+                redundancy_left,
                 shards,
             });
         }

@@ -11,15 +11,17 @@ use ed25519_dalek::VerifyingKey;
 use tokio::sync::Notify;
 
 use crate::archive::Disperser;
-use crate::audit::{AuditLog, ChallengeOutcome};
+use crate::audit::ChallengeOutcome;
 use crate::metrics::{ArchiveMetrics, HeightStatus};
 use crate::remote::timed;
 
 use super::auditor::Auditor;
 use super::clock::Clock;
+use super::control::{exchange, measured_deadlines, rebalance_done, unmark, Control};
 use super::gc::{collect_orphans, GcReport};
 use super::health::{HealthEvent, HealthPolicy, HealthTracker};
 use super::maintenance::{maintain_once, ScrubCursor};
+use super::rebalance::plan_moves;
 use super::repair::{
     PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
 };
@@ -102,6 +104,15 @@ pub struct OpsStatus {
     pub events: Vec<(u64, String)>,
 }
 
+/// A segment whose repair made no progress (no eligible hoster, a read failing) is tried again
+/// after this long, so it never holds the budget from segments that can be repaired.
+pub const REPAIR_RETRY_MS: u64 = 30_000;
+/// Mixed into the seed for the scheduler, so it and the auditor draw different sequences.
+const SCHEDULER_SEED_SALT: u64 = 0x5eed;
+
+/// Shards a rebalance moves per pass at most: a bounded share of each pass.
+pub const REBALANCE_MOVES_PER_PASS: usize = 16;
+
 /// Health events kept in [`OpsStatus::events`].
 const EVENTS_KEPT: usize = 64;
 
@@ -153,6 +164,10 @@ pub struct OpsService {
     last_audit_ms: Option<u64>,
     gc_due_ms: u64,
     metrics: Option<ArchiveMetrics>,
+    /// What the audit store asked for at the last successful exchange (kept when it is busy).
+    control: Control,
+    /// Segments whose last repair made no progress, and when to try them again (ms).
+    retry_after_ms: BTreeMap<u64, u64>,
 }
 
 impl std::fmt::Debug for OpsService {
@@ -183,13 +198,18 @@ impl OpsService {
             .all()
             .iter()
             .map(|h| h.name().to_string());
-        let health = HealthTracker::new(opts.health.clone(), names);
+        let names: Vec<String> = names.collect();
+        let health = HealthTracker::new(opts.health.clone(), names.iter().cloned());
+        let mut auditor = Auditor::new(seed, clock.clone(), hoster_keys);
+        for (hoster, ms) in measured_deadlines(&data_dir, &names) {
+            auditor.set_deadline_ms(&hoster, ms);
+        }
         let initial = disperser.safe_prune_watermark().unwrap_or(0);
         let handle = OpsHandle::default();
         handle.watermark.store(initial, Ordering::SeqCst);
         Self {
-            auditor: Auditor::new(seed, clock.clone(), hoster_keys),
-            scheduler: RepairScheduler::new(seed ^ 0x5eed),
+            auditor,
+            scheduler: RepairScheduler::new(seed ^ SCHEDULER_SEED_SALT),
             budget: RepairBudget::new(opts.repair_bytes_per_sec, now),
             gc_due_ms: now.saturating_add(opts.gc_interval_ms),
             disperser,
@@ -205,6 +225,8 @@ impl OpsService {
             last_probe_ms: None,
             last_audit_ms: None,
             metrics: None,
+            control: Control::default(),
+            retry_after_ms: BTreeMap::new(),
         }
     }
 
@@ -243,8 +265,11 @@ impl OpsService {
         (task, handle)
     }
 
-    /// One pass: maintenance, then healing. Errors are logged and kept in the status.
+    /// One pass: what the audit store asks for (so drained and lost hosters are avoided before
+    /// anything is placed), maintenance, then healing. Errors are logged and kept in the status.
     pub async fn pass(&mut self) {
+        self.sync_control().await;
+        self.avoid();
         let report = maintain_once(
             &self.disperser,
             Some(&mut self.scrub),
@@ -267,6 +292,32 @@ impl OpsService {
             s.last_error = errors.into_iter().next();
             s.watermark = watermark;
         });
+    }
+
+    /// No new shard on a lost or draining hoster.
+    fn avoid(&self) {
+        let mut avoided = self.health.lost();
+        avoided.extend(self.control.drains.iter().cloned());
+        self.disperser.set_avoided(avoided);
+    }
+
+    /// Records pending results and marks, reads marks and requests; a busy store keeps the
+    /// last known requests and the pending results for the next pass.
+    async fn sync_control(&mut self) {
+        let outcomes = std::mem::take(&mut self.outcomes);
+        let marks: Vec<_> = self.suspect.iter().cloned().collect();
+        match exchange(self.data_dir.clone(), outcomes, marks).await {
+            Ok(control) => {
+                self.suspect.clear();
+                self.control = control;
+            }
+            Err((why, outcomes)) => {
+                tracing::debug!(error = %why, "audit store busy; exchanged next pass");
+                self.outcomes = outcomes;
+                let excess = self.outcomes.len().saturating_sub(PENDING_OUTCOMES_MAX);
+                self.outcomes.drain(..excess);
+            }
+        }
     }
 
     /// `archiver_block_height{status}` from the store: the last block archived, sealed,
@@ -300,13 +351,46 @@ impl OpsService {
         Ok(())
     }
 
-    /// Probes, audits, repairs and collects orphans, each when due.
+    /// Probes, audits, sweeps, repairs, rebalances and collects orphans, each when due.
     async fn heal(&mut self) -> crate::Result<()> {
         let now = self.clock.now_ms();
-        if self
+        self.watch(now).await?;
+        let input = self.plan_input();
+        let jobs: Vec<RepairJob> = self
+            .scheduler
+            .plan(self.disperser.store(), &input)?
+            .into_iter()
+            .filter(|j| {
+                self.retry_after_ms
+                    .get(&j.segment)
+                    .is_none_or(|&t| t <= now)
+            })
+            .collect();
+        self.publish_queue(&jobs);
+        let repaired = self.run_jobs(&jobs, now).await;
+        if !repaired.is_empty() {
+            if let Err(e) = unmark(self.data_dir.clone(), repaired).await {
+                tracing::debug!(error = %e, "marks cleared next pass");
+            }
+            self.gc_due_ms = self.gc_due_ms.min(now);
+        }
+        self.count_redundancy(&input)?;
+        if self.control.rebalance && jobs.is_empty() && input.is_empty() && self.sweeps.is_empty() {
+            self.rebalance_step(now).await?;
+        }
+        if now >= self.gc_due_ms {
+            self.gc_due_ms = now.saturating_add(self.opts.gc_interval_ms);
+            self.collect().await?;
+        }
+        Ok(())
+    }
+
+    /// Probes, one audit round and sweep steps, each when due.
+    async fn watch(&mut self, now: u64) -> crate::Result<()> {
+        let probe_due = self
             .last_probe_ms
-            .is_none_or(|t| now.saturating_sub(t) >= self.opts.health.probe_interval_ms)
-        {
+            .is_none_or(|t| now.saturating_sub(t) >= self.opts.health.probe_interval_ms);
+        if probe_due {
             self.last_probe_ms = Some(now);
             self.probe(now).await;
         }
@@ -333,49 +417,51 @@ impl OpsService {
                 self.suspect.insert((segment, shard, hoster));
             }
         }
-        let (marks, draining) = self.sync_audit_store();
-        let input = PlanInput {
+        Ok(())
+    }
+
+    /// What the scheduler plans from: lost, draining and unconfigured hosters, and marks.
+    fn plan_input(&self) -> PlanInput {
+        PlanInput {
             lost: self.health.lost().into_iter().collect(),
-            draining: draining.iter().cloned().collect(),
-            marked: marks
+            draining: self.control.drains.iter().cloned().collect(),
+            marked: self
+                .control
+                .marks
                 .iter()
+                .chain(self.suspect.iter())
                 .map(|(s, i, _)| (*s, *i))
-                .chain(self.suspect.iter().map(|(s, i, _)| (*s, *i)))
                 .collect(),
-        };
-        let mut avoided: Vec<String> = input.lost.iter().chain(&input.draining).cloned().collect();
-        avoided.dedup();
-        self.disperser.set_avoided(avoided);
-        let jobs = self.scheduler.plan(self.disperser.store(), &input)?;
+            configured: self.health.hosters().map(str::to_string).collect(),
+        }
+    }
+
+    fn publish_queue(&self, jobs: &[RepairJob]) {
         let queue_bytes = jobs.iter().map(|j| j.bytes).sum();
         let sweeping = self.sweeps.hosters();
         if let Some(m) = &self.metrics {
             m.set_repair_queue(jobs.len() as u64, queue_bytes);
             m.set_sweeps(sweeping.len() as u64);
         }
+        let draining = self.control.drains.clone();
         self.handle.update(|s| {
             s.sweeping = sweeping;
-            s.draining = draining.clone();
+            s.draining = draining;
             s.repair_queue_segments = jobs.len() as u64;
             s.repair_queue_bytes = queue_bytes;
         });
-        let repaired = self.run_jobs(&jobs).await;
-        if !repaired.is_empty() {
-            self.clear_marks(&marks, &repaired);
-            self.gc_due_ms = self.gc_due_ms.min(now);
+    }
+
+    /// One orphan GC pass over the reachable hosters.
+    async fn collect(&mut self) -> crate::Result<()> {
+        let report = collect_orphans(&self.disperser).await?;
+        if let Some(m) = &self.metrics {
+            m.gc_deleted(report.shards_deleted());
         }
-        self.count_redundancy(&input)?;
-        if now >= self.gc_due_ms && input.lost.is_empty() {
-            self.gc_due_ms = now.saturating_add(self.opts.gc_interval_ms);
-            let report = collect_orphans(&self.disperser).await?;
-            if let Some(m) = &self.metrics {
-                m.gc_deleted(report.shards_deleted());
-            }
-            self.handle.update(|s| {
-                s.gc_deleted_shards += report.shards_deleted();
-                s.last_gc = Some(report);
-            });
-        }
+        self.handle.update(|s| {
+            s.gc_deleted_shards += report.shards_deleted();
+            s.last_gc = Some(report);
+        });
         Ok(())
     }
 
@@ -492,36 +578,9 @@ impl OpsService {
         Ok(())
     }
 
-    /// Writes pending outcomes to the audit store and reads its repair marks and drain
-    /// requests. The store is opened per pass so `archiver audit` and `repair` can use it in
-    /// between; when another process holds it, nothing is lost (outcomes wait, no marks this
-    /// pass).
-    fn sync_audit_store(&mut self) -> (Vec<(u64, usize, String)>, Vec<String>) {
-        let log = match AuditLog::open(&self.data_dir) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(error = %e, "audit store busy; marks read next pass");
-                return (Vec::new(), Vec::new());
-            }
-        };
-        for (at, o) in self.outcomes.drain(..) {
-            if let Err(e) = log.record(&o, at) {
-                tracing::warn!(error = %e, "audit result not recorded");
-            }
-        }
-        let suspect: Vec<_> = std::mem::take(&mut self.suspect).into_iter().collect();
-        if let Err(e) = log.mark(&suspect) {
-            tracing::warn!(error = %e, "repair marks not recorded; kept for the next pass");
-            self.suspect.extend(suspect);
-        }
-        let marks = log.marked().unwrap_or_default();
-        let drains = log.drains().unwrap_or_default();
-        (marks, drains)
-    }
-
-    /// Runs jobs in order while the repair budget allows. Returns the shards stored again.
-    async fn run_jobs(&mut self, jobs: &[RepairJob]) -> Vec<(u64, usize)> {
-        let now = self.clock.now_ms();
+    /// Runs jobs in order while the repair budget allows. Returns the shards stored again; a
+    /// segment whose repair made no progress waits `REPAIR_RETRY_MS` before its next try.
+    async fn run_jobs(&mut self, jobs: &[RepairJob], now: u64) -> Vec<(u64, usize)> {
         let batch: Vec<&RepairJob> = jobs
             .iter()
             .take_while(|job| self.budget.try_take(job.bytes, now))
@@ -537,13 +596,16 @@ impl OpsService {
             batch.iter().map(|j| (j.segment, j.shard_bytes)).collect();
         let mut done = Vec::new();
         for (segment, result) in self.disperser.repair_many(&work).await {
-            let repaired = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(segment, error = %e, "repair failed; retried next pass");
-                    continue;
-                }
-            };
+            let repaired = result.unwrap_or_else(|e| {
+                tracing::warn!(segment, error = %e, "repair failed; retried later");
+                Vec::new()
+            });
+            if repaired.is_empty() {
+                self.retry_after_ms
+                    .insert(segment, now.saturating_add(REPAIR_RETRY_MS));
+                continue;
+            }
+            self.retry_after_ms.remove(&segment);
             let bytes = shard_bytes.get(&segment).copied().unwrap_or(0) * repaired.len() as u64;
             if let Some(m) = &self.metrics {
                 m.repaired(repaired.len() as u64, bytes);
@@ -556,23 +618,56 @@ impl OpsService {
                 tracing::info!(segment, shard = i, hoster, "shard rebuilt");
                 self.suspect
                     .retain(|(s, shard, _)| (*s, *shard) != (segment, i));
+                self.control
+                    .marks
+                    .retain(|(s, shard, _)| (*s, *shard) != (segment, i));
                 done.push((segment, i));
             }
         }
         done
     }
 
-    /// Clears audit marks of shards stored again (a mark of a shard that was moved since is
-    /// cleared too: the hoster it names no longer holds that shard for us).
-    fn clear_marks(&self, marks: &[(u64, usize, String)], repaired: &[(u64, usize)]) {
-        let Ok(log) = AuditLog::open(&self.data_dir) else {
-            return;
-        };
-        for (segment, shard, _) in marks {
-            if repaired.contains(&(*segment, *shard)) {
-                let _ = log.unmark(*segment, *shard);
+    /// Moves up to `REBALANCE_MOVES_PER_PASS` shards toward an even spread over the hosters that
+    /// answer and are not drained (within the repair budget); withdraws the request when nothing is left to move.
+    async fn rebalance_step(&mut self, now: u64) -> crate::Result<()> {
+        let usable: Vec<String> = self
+            .disperser
+            .hosters()
+            .all()
+            .iter()
+            .map(|h| h.name().to_string())
+            .filter(|h| self.health.is_up(h) && !self.control.drains.contains(h))
+            .collect();
+        let moves = plan_moves(self.disperser.store(), &usable, REBALANCE_MOVES_PER_PASS)?;
+        if moves.is_empty() {
+            rebalance_done(self.data_dir.clone()).await?;
+            self.control.rebalance = false;
+            self.gc_due_ms = self.gc_due_ms.min(now);
+            tracing::info!("rebalance done");
+            return Ok(());
+        }
+        for mv in moves {
+            let bytes = match self.disperser.store().manifest(mv.segment)? {
+                Some(m) => 2 * m.shard_bytes,
+                None => continue,
+            };
+            if !self.budget.try_take(bytes, now) {
+                break;
+            }
+            match self
+                .disperser
+                .move_shard(mv.segment, mv.shard, &mv.to)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(segment = mv.segment, shard = mv.shard, from = %mv.from, to = %mv.to, "shard moved")
+                }
+                Err(e) => {
+                    tracing::warn!(segment = mv.segment, error = %e, "shard not moved; planned again next pass")
+                }
             }
         }
+        Ok(())
     }
 
     /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone.
@@ -588,7 +683,7 @@ impl OpsService {
                 .iter()
                 .enumerate()
                 .filter(|(i, h)| {
-                    h.as_ref().is_some_and(|h| !input.lost.contains(h))
+                    h.as_ref().is_some_and(|h| !input.is_gone(h))
                         && !input.marked.contains(&(segment, *i))
                 })
                 .count();

@@ -82,7 +82,8 @@ impl Sweeps {
     }
 }
 
-/// The shards of `segment` on `hoster` that fail the check; None when the budget ran out first.
+/// The shards of `segment` on `hoster` that fail the check; None when the budget ran out or the
+/// hoster did not answer (the step ends there and resumes at this segment).
 async fn check_segment(
     disperser: &Disperser,
     hoster: &str,
@@ -105,17 +106,20 @@ async fn check_segment(
             continue;
         }
         let name = m.shard_storage_key_at(key, i, p.version(i));
+        // A hoster that errs is not judged: the segment is looked at again next pass.
         let ok = match depth {
-            SweepDepth::Presence => {
-                matches!(timed(host.has_shard(&name, m.shard_bytes)).await, Ok(true))
-            }
+            SweepDepth::Presence => match timed(host.has_shard(&name, m.shard_bytes)).await {
+                Ok(present) => present,
+                Err(_) => return Ok(None),
+            },
             SweepDepth::Content => {
                 if !budget.try_take(m.shard_bytes, now_ms) {
                     return Ok(None);
                 }
                 match timed(host.get_shard(&name, m.shard_bytes)).await {
-                    Ok(Some(bytes)) => codec::shard_matches(&m, i, &bytes),
-                    _ => false,
+                    Ok(Some(bytes)) => codec::damaged_parts(&m, i, &bytes, &[]).is_empty(),
+                    Ok(None) => false,
+                    Err(_) => return Ok(None),
                 }
             }
         };

@@ -1,0 +1,86 @@
+//! The service's exchange with the audit store (`<data>/audit`): challenge results and repair
+//! marks out; marks, drain and rebalance requests in. The store is opened once per pass, on a
+//! blocking thread and without waiting, so `archiver audit`, `repair` and `hosters` can use it in
+//! between and a busy store never stalls the runtime (the work waits for the next pass).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::audit::{AuditLog, ChallengeOutcome};
+
+/// What the audit store asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    /// (segment, shard, hoster) to rebuild.
+    pub marks: Vec<(u64, usize, String)>,
+    pub drains: Vec<String>,
+    pub rebalance: bool,
+}
+
+/// Outcomes recorded at (time ms).
+pub type Outcomes = Vec<(u64, ChallengeOutcome)>;
+
+fn exchange_now(
+    dir: &Path,
+    outcomes: &Outcomes,
+    marks: &[(u64, usize, String)],
+) -> crate::Result<Control> {
+    let log = AuditLog::open_once(dir)?;
+    for (at, o) in outcomes {
+        log.record(o, *at)?;
+    }
+    log.mark(marks)?;
+    Ok(Control {
+        marks: log.marked()?,
+        drains: log.drains()?,
+        rebalance: log.rebalance_requested()?,
+    })
+}
+
+/// Records `outcomes` and `marks`, then reads what is asked for. On failure (busy store) the
+/// outcomes come back, to be recorded next pass.
+pub async fn exchange(
+    dir: PathBuf,
+    outcomes: Outcomes,
+    marks: Vec<(u64, usize, String)>,
+) -> Result<Control, (String, Outcomes)> {
+    let done = tokio::task::spawn_blocking(move || {
+        let r = exchange_now(&dir, &outcomes, &marks);
+        (r, outcomes)
+    })
+    .await;
+    match done {
+        Ok((Ok(control), _)) => Ok(control),
+        Ok((Err(e), outcomes)) => Err((e.to_string(), outcomes)),
+        Err(e) => Err((e.to_string(), Vec::new())),
+    }
+}
+
+/// Clears the marks of shards stored again.
+pub async fn unmark(dir: PathBuf, shards: Vec<(u64, usize)>) -> crate::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let log = AuditLog::open_once(&dir)?;
+        shards.iter().try_for_each(|(s, i)| log.unmark(*s, *i))
+    })
+    .await
+    .map_err(|e| crate::ArchiveError::Task(e.to_string()))?
+}
+
+/// Withdraws a finished rebalance request.
+pub async fn rebalance_done(dir: PathBuf) -> crate::Result<()> {
+    tokio::task::spawn_blocking(move || AuditLog::open_once(&dir)?.withdraw_rebalance())
+        .await
+        .map_err(|e| crate::ArchiveError::Task(e.to_string()))?
+}
+
+/// Each hoster's deadline measured from its recorded passes (see
+/// `AuditLog::measured_deadline_ms`); hosters without enough history are left out.
+pub fn measured_deadlines(dir: &Path, hosters: &[String]) -> BTreeMap<String, u64> {
+    let Ok(Some(log)) = AuditLog::open_read_only(dir) else {
+        return BTreeMap::new();
+    };
+    hosters
+        .iter()
+        .filter_map(|h| Some((h.clone(), log.measured_deadline_ms(h).ok()??)))
+        .collect()
+}
