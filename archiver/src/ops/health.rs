@@ -44,7 +44,7 @@ pub enum HealthEvent {
     /// A lost hoster answers again: use it again once its shards are reconciled.
     Returned { hoster: String },
     /// Reachable, but `failures` challenges in a row failed: none of its shards is trusted any
-    /// more, so every one is rebuilt (on other hosters first); the count starts over.
+    /// more, so every one is read and checked (a content sweep); the count starts over.
     Untrusted { hoster: String, failures: u32 },
 }
 
