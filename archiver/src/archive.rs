@@ -899,9 +899,52 @@ impl Disperser {
     ) -> Result<(Placement, Vec<(usize, String)>)> {
         let segment = manifest.segment;
         let before = placement.clone();
-        // Read every placed shard, the lost ones too: each part is checked against its hash, so
-        // a shard with a few rotten parts still lends its intact ones, and any k intact parts of
-        // each part-stripe rebuild it. k shards' worth is read once, however many are lost.
+        for &i in lost {
+            placement.hosters[i] = None;
+            // A new name for every rebuild: the damaged copy's write-once name may be taken on
+            // the hoster that gets the rebuilt shard (it may be the same hoster).
+            placement.versions[i] = before.version(i) + 1;
+        }
+        // Targets first: a segment with nowhere to go costs no read.
+        let order = self.repair_targets(segment, &placement, &before);
+        if order.is_empty() {
+            return Ok((before, Vec::new()));
+        }
+        let shards = self.rebuild_shards(manifest, &before, lost).await?;
+        let failures = self
+            .upload(manifest, &shards, &mut placement, order, lost.to_vec())
+            .await;
+        if !failures.is_empty() {
+            tracing::warn!(segment, ?failures, "some repair uploads failed");
+        }
+        let repaired: Vec<(usize, String)> = lost
+            .iter()
+            .filter_map(|&i| placement.hosters[i].clone().map(|h| (i, h)))
+            .collect();
+        // A shard that found no new home keeps its old entry: its hoster may only be down for a
+        // while, and restore should still try it when it is back.
+        for &i in lost {
+            if placement.hosters[i].is_none() {
+                placement.hosters[i] = before.hosters[i].clone();
+                placement.versions[i] = before.version(i);
+            }
+        }
+        if placement != before {
+            self.supersede_placement(manifest, &mut placement, &before)
+                .await?;
+        }
+        Ok((placement, repaired))
+    }
+
+    /// Reads k shards' worth once (each part checked against its hash, so a shard with a few
+    /// rotten parts still lends its intact ones) and rebuilds the `lost` shards, each checked
+    /// against its root.
+    async fn rebuild_shards(
+        &self,
+        manifest: &Manifest,
+        placement: &Placement,
+        lost: &[usize],
+    ) -> Result<Vec<Arc<Vec<u8>>>> {
         let meta = SegmentMeta {
             manifest: manifest.clone(),
             placement: placement.clone(),
@@ -921,34 +964,32 @@ impl Disperser {
                 .is_some_and(|s| codec::shard_matches(manifest, i, s));
             if !ok {
                 return Err(ArchiveError::ShardCorrupt {
-                    segment,
+                    segment: manifest.segment,
                     shard: i,
                     hoster: "reconstruction".into(),
                 });
             }
         }
-        let shards: Vec<Arc<Vec<u8>>> = shards
+        Ok(shards
             .into_iter()
             .map(|s| Arc::new(s.unwrap_or_default()))
-            .collect();
-        for &i in lost {
-            placement.hosters[i] = None;
-            // A new name for every rebuild: the damaged copy's write-once name may be taken on
-            // the hoster that gets the rebuilt shard (it may be the same hoster).
-            placement.versions[i] = before.version(i) + 1;
-        }
+            .collect())
+    }
+
+    /// Where rebuilt shards may go, best first: hosters holding no shard of the segment, spreading
+    /// domains; then, as a last resort, the hosters that lost or corrupted one; never an avoided
+    /// or a down hoster.
+    fn repair_targets(
+        &self,
+        segment: u64,
+        placement: &Placement,
+        before: &Placement,
+    ) -> Vec<Arc<dyn ShardHost>> {
         let holders: Vec<String> = placement.hosters.iter().flatten().cloned().collect();
         let domains: Vec<String> = holders
             .iter()
-            .filter_map(|n| {
-                self.inner
-                    .remote
-                    .hosters()
-                    .get(n)
-                    .map(|h| h.domain().to_string())
-            })
+            .filter_map(|n| self.hosters().get(n).map(|h| h.domain().to_string()))
             .collect();
-        // Hosters that just lost or corrupted a shard of this segment go last: other hosters first.
         let avoided = self.avoided();
         let mut exclude = holders.clone();
         exclude.extend(before.hosters.iter().flatten().cloned());
@@ -970,38 +1011,27 @@ impl Disperser {
             })
             .collect();
         order.extend(fallback);
-        let failures = self
-            .upload(manifest, &shards, &mut placement, order, lost.to_vec())
-            .await;
-        if !failures.is_empty() {
-            tracing::warn!(segment, ?failures, "some repair uploads failed");
-        }
-        let repaired: Vec<(usize, String)> = lost
-            .iter()
-            .filter_map(|&i| placement.hosters[i].clone().map(|h| (i, h)))
-            .collect();
-        // A shard that found no new home keeps its old entry: its hoster may only be down for a
-        // while, and restore should still try it when it is back.
-        for &i in lost {
-            if placement.hosters[i].is_none() {
-                placement.hosters[i] = before.hosters[i].clone();
-                placement.versions[i] = before.version(i);
-            }
-        }
-        if placement != before {
-            // Past every generation any hoster holds: names are write-once, and an interrupted
-            // repair may have published the next generation with other contents.
-            let remote_gen = match self.inner.remote.segment_meta_opt(segment).await {
-                Ok(Some(meta)) => meta.placement.generation,
-                _ => before.generation,
-            };
-            placement.generation = before.generation.max(remote_gen) + 1;
-            self.publish(manifest, &placement).await?;
-            let mut batch = Batch::default();
-            self.inner.store.put_placement(&mut batch, &placement)?;
-            self.inner.store.commit_synced(batch)?;
-        }
-        Ok((placement, repaired))
+        order
+    }
+
+    /// Publishes `placement` as the next generation past every one any hoster holds (names are
+    /// write-once, and an interrupted repair may have published the next generation with other
+    /// contents), then records it.
+    async fn supersede_placement(
+        &self,
+        manifest: &Manifest,
+        placement: &mut Placement,
+        before: &Placement,
+    ) -> Result<()> {
+        let remote_gen = match self.inner.remote.segment_meta_opt(manifest.segment).await {
+            Ok(Some(meta)) => meta.placement.generation,
+            _ => before.generation,
+        };
+        placement.generation = before.generation.max(remote_gen) + 1;
+        self.publish(manifest, placement).await?;
+        let mut batch = Batch::default();
+        self.inner.store.put_placement(&mut batch, placement)?;
+        self.inner.store.commit_synced(batch)
     }
 }
 

@@ -65,6 +65,37 @@ async fn hoster_limits(archive: &archiver::Archive) -> Result<(f64, f64)> {
     Ok((mb / read.as_secs_f64(), mb / write.as_secs_f64()))
 }
 
+/// Passes the service from the kill until every segment is back to k+m: (time to detection,
+/// time spent in passes after it).
+async fn heal_after_kill(ops: &mut OpsService, victim: &str) -> Result<(Duration, Duration)> {
+    let killed = Instant::now();
+    let (mut detected, mut rebuild) = (None, Duration::ZERO);
+    loop {
+        let pass = Instant::now();
+        ops.pass().await;
+        let status = ops.handle().status();
+        if detected.is_none() && status.lost.iter().any(|h| h == victim) {
+            detected = Some(killed.elapsed());
+        }
+        if let Some(detection) = detected {
+            rebuild += pass.elapsed();
+            let full = status
+                .segments_by_redundancy
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|&n| n == 0);
+            if status.repair_queue_segments == 0 && full && status.repaired_shards > 0 {
+                return Ok((detection, rebuild));
+            }
+        }
+        if killed.elapsed() > Duration::from_secs(BENCH_TIMEOUT_S) {
+            bail!("not back to k+m after {BENCH_TIMEOUT_S} s: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(PASS_PAUSE_MS)).await;
+    }
+}
+
 pub async fn run(mib: u64, dir: Option<PathBuf>, lost_after_ms: Option<u64>) -> Result<()> {
     let tmp = tempfile::tempdir().context("create bench directory")?;
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
@@ -107,33 +138,8 @@ pub async fn run(mib: u64, dir: Option<PathBuf>, lost_after_ms: Option<u64>) -> 
         .position(|h| h.name == victim)
         .context("victim")?;
     c.hosters[index].kill()?;
-    let killed = Instant::now();
-    let (mut detected, mut rebuild) = (None, Duration::ZERO);
-    loop {
-        let pass = Instant::now();
-        ops.pass().await;
-        let status = ops.handle().status();
-        if detected.is_none() && status.lost.contains(&victim) {
-            detected = Some(killed.elapsed());
-        }
-        if detected.is_some() {
-            rebuild += pass.elapsed();
-            let full = status
-                .segments_by_redundancy
-                .iter()
-                .rev()
-                .skip(1)
-                .all(|&n| n == 0);
-            if status.repair_queue_segments == 0 && full && status.repaired_shards > 0 {
-                break;
-            }
-        }
-        if killed.elapsed() > Duration::from_secs(BENCH_TIMEOUT_S) {
-            bail!("not back to k+m after {BENCH_TIMEOUT_S} s: {status:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(PASS_PAUSE_MS)).await;
-    }
-    let detection = detected.unwrap_or_default().as_secs_f64();
+    let (detection, rebuild) = heal_after_kill(&mut ops, &victim).await?;
+    let detection = detection.as_secs_f64();
     let rebuild_mb_s = lost_bytes as f64 / 1e6 / rebuild.as_secs_f64();
     println!(
         "heal: 7 hosters, 4+2, {mib} MiB archived; {victim} SIGKILLed holding {:.1} MB of shards",
