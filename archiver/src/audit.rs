@@ -258,6 +258,8 @@ const MARK_PREFIX: u8 = b'm';
 const DRAIN_PREFIX: u8 = b'd';
 /// `b` → request time (ms, u64 BE): a rebalance is asked for (until the service finishes it).
 const REBALANCE_KEY: &[u8] = b"b";
+/// `s` ‖ hoster name → depth u8 ‖ next segment u64 BE: sweeps in progress (they outlive a restart).
+const SWEEP_PREFIX: u8 = b's';
 
 impl AuditLog {
     /// Opens (creating) the audit store under the archive's data directory. A continuous audit
@@ -401,6 +403,42 @@ impl AuditLog {
             .get(REBALANCE_KEY)
             .map(|v| v.is_some())
             .map_err(crate::ArchiveError::db("read rebalance request"))
+    }
+
+    /// Replaces the recorded sweeps with `sweeps` (hoster, depth, next segment).
+    pub fn put_sweeps(&self, sweeps: &[(String, u8, u64)]) -> crate::Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (hoster, _, _) in self.sweeps()? {
+            let mut key = vec![SWEEP_PREFIX];
+            key.extend_from_slice(hoster.as_bytes());
+            batch.delete(key);
+        }
+        for (hoster, depth, next) in sweeps {
+            let mut key = vec![SWEEP_PREFIX];
+            key.extend_from_slice(hoster.as_bytes());
+            let mut value = vec![*depth];
+            value.extend_from_slice(&next.to_be_bytes());
+            batch.put(key, value);
+        }
+        self.db
+            .write(batch)
+            .map_err(crate::ArchiveError::db("record sweeps"))
+    }
+
+    /// Sweeps in progress: (hoster, depth, next segment); malformed entries are skipped.
+    pub fn sweeps(&self) -> crate::Result<Vec<(String, u8, u64)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator([SWEEP_PREFIX]) {
+            let (k, v) = item.map_err(crate::ArchiveError::db("read sweeps"))?;
+            if k.first() != Some(&SWEEP_PREFIX) {
+                break;
+            }
+            if let (Some(&depth), Some(next)) = (v.first(), v.get(1..9)) {
+                let next = u64::from_be_bytes(next.try_into().unwrap_or_default());
+                out.push((String::from_utf8_lossy(&k[1..]).into_owned(), depth, next));
+            }
+        }
+        Ok(out)
     }
 
     /// Hosters being drained.

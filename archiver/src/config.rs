@@ -314,6 +314,9 @@ impl ArchiveConfig {
                 ),
             );
         }
+        if let Err((field, reason)) = self.ops.check() {
+            return bad(&format!("ops.{field}"), reason.into());
+        }
         let mut names = HashSet::new();
         let mut addresses = HashSet::new();
         for (i, h) in self.hosters.iter().enumerate() {

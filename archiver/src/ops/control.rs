@@ -20,16 +20,23 @@ pub struct Control {
 /// Outcomes recorded at (time ms).
 pub type Outcomes = Vec<(u64, ChallengeOutcome)>;
 
-fn exchange_now(
-    dir: &Path,
-    outcomes: &Outcomes,
-    marks: &[(u64, usize, String)],
-) -> crate::Result<Control> {
+/// What the service hands the store each pass.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub outcomes: Outcomes,
+    /// (segment, shard, hoster) to mark for repair.
+    pub marks: Vec<(u64, usize, String)>,
+    /// Sweeps in progress, to resume after a restart.
+    pub sweeps: Vec<(String, u8, u64)>,
+}
+
+fn exchange_now(dir: &Path, report: &Report) -> crate::Result<Control> {
     let log = AuditLog::open_once(dir)?;
-    for (at, o) in outcomes {
+    for (at, o) in &report.outcomes {
         log.record(o, *at)?;
     }
-    log.mark(marks)?;
+    log.mark(&report.marks)?;
+    log.put_sweeps(&report.sweeps)?;
     Ok(Control {
         marks: log.marked()?,
         drains: log.drains()?,
@@ -37,22 +44,26 @@ fn exchange_now(
     })
 }
 
-/// Records `outcomes` and `marks`, then reads what is asked for. On failure (busy store) the
-/// outcomes come back, to be recorded next pass.
-pub async fn exchange(
-    dir: PathBuf,
-    outcomes: Outcomes,
-    marks: Vec<(u64, usize, String)>,
-) -> Result<Control, (String, Outcomes)> {
+/// Records `report`, then reads what is asked for. On failure (busy store) the outcomes come
+/// back, to be recorded next pass.
+pub async fn exchange(dir: PathBuf, report: Report) -> Result<Control, (String, Outcomes)> {
     let done = tokio::task::spawn_blocking(move || {
-        let r = exchange_now(&dir, &outcomes, &marks);
-        (r, outcomes)
+        let r = exchange_now(&dir, &report);
+        (r, report.outcomes)
     })
     .await;
     match done {
         Ok((Ok(control), _)) => Ok(control),
         Ok((Err(e), outcomes)) => Err((e.to_string(), outcomes)),
         Err(e) => Err((e.to_string(), Vec::new())),
+    }
+}
+
+/// The sweeps a previous run left unfinished.
+pub fn saved_sweeps(dir: &Path) -> Vec<(String, u8, u64)> {
+    match AuditLog::open_read_only(dir) {
+        Ok(Some(log)) => log.sweeps().unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 

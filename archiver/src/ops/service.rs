@@ -12,20 +12,24 @@ use tokio::sync::Notify;
 
 use crate::archive::Disperser;
 use crate::audit::ChallengeOutcome;
-use crate::metrics::{ArchiveMetrics, HeightStatus};
-use crate::remote::timed;
+use crate::metrics::ArchiveMetrics;
+
+mod report;
+mod watch;
 
 use super::auditor::Auditor;
 use super::clock::Clock;
-use super::control::{exchange, measured_deadlines, rebalance_done, unmark, Control};
+use super::control::{
+    exchange, measured_deadlines, rebalance_done, saved_sweeps, unmark, Control, Report,
+};
 use super::gc::{collect_orphans, GcReport};
-use super::health::{HealthEvent, HealthPolicy, HealthTracker};
+use super::health::{HealthPolicy, HealthTracker};
 use super::maintenance::{maintain_once, ScrubCursor};
 use super::rebalance::plan_moves;
 use super::repair::{
     PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
 };
-use super::sweep::{SweepDepth, Sweeps};
+use super::sweep::Sweeps;
 
 /// How often the loop runs when nothing wakes it: short enough that pruning resumes within
 /// seconds once hosters return, long enough not to spin on dead hosters.
@@ -75,6 +79,29 @@ impl Default for OpsOptions {
 impl OpsOptions {
     pub fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// The first knob that cannot work: (field, why).
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.repair_bytes_per_sec == 0 {
+            return Err((
+                "repair_bytes_per_sec",
+                "must be at least 1: 0 would never repair",
+            ));
+        }
+        if self.health.probe_interval_ms == 0 {
+            return Err(("health.probe_interval_ms", "must be at least 1"));
+        }
+        if self.health.probe_interval_ms > self.health.lost_after_ms {
+            return Err((
+                "health.probe_interval_ms",
+                "must not exceed lost_after_ms: a loss would be seen a probe late",
+            ));
+        }
+        if self.health.challenge_failures_max == 0 {
+            return Err(("health.challenge_failures_max", "must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +231,8 @@ impl OpsService {
         for (hoster, ms) in measured_deadlines(&data_dir, &names) {
             auditor.set_deadline_ms(&hoster, ms);
         }
+        // A sweep a previous run did not finish goes on where it stopped.
+        let sweeps = Sweeps::restore(&saved_sweeps(&data_dir));
         let initial = disperser.safe_prune_watermark().unwrap_or(0);
         let handle = OpsHandle::default();
         handle.watermark.store(initial, Ordering::SeqCst);
@@ -218,7 +247,7 @@ impl OpsService {
             opts,
             health,
             scrub: ScrubCursor::default(),
-            sweeps: Sweeps::default(),
+            sweeps,
             handle,
             suspect: BTreeSet::new(),
             outcomes: Vec::new(),
@@ -304,9 +333,12 @@ impl OpsService {
     /// Records pending results and marks, reads marks and requests; a busy store keeps the
     /// last known requests and the pending results for the next pass.
     async fn sync_control(&mut self) {
-        let outcomes = std::mem::take(&mut self.outcomes);
-        let marks: Vec<_> = self.suspect.iter().cloned().collect();
-        match exchange(self.data_dir.clone(), outcomes, marks).await {
+        let report = Report {
+            outcomes: std::mem::take(&mut self.outcomes),
+            marks: self.suspect.iter().cloned().collect(),
+            sweeps: self.sweeps.snapshot(),
+        };
+        match exchange(self.data_dir.clone(), report).await {
             Ok(control) => {
                 self.suspect.clear();
                 self.control = control;
@@ -318,37 +350,6 @@ impl OpsService {
                 self.outcomes.drain(..excess);
             }
         }
-    }
-
-    /// `archiver_block_height{status}` from the store: the last block archived, sealed,
-    /// dispersed and verified, and the watermark below which the node may prune.
-    fn publish_heights(&self, watermark: u64) -> crate::Result<()> {
-        let Some(m) = &self.metrics else {
-            return Ok(());
-        };
-        let store = self.disperser.store();
-        let last_of = |next_segment: u64| -> crate::Result<Option<u64>> {
-            Ok(match next_segment.checked_sub(1) {
-                Some(s) => store.sealed(s)?.map(|s| s.last_number),
-                None => None,
-            })
-        };
-        if let Some((last, _)) = store.log_head()?.last {
-            m.set_height(HeightStatus::Archived, last);
-        }
-        let sealed = store.sealed_all()?.last().map(|s| s.last_number);
-        let heights = [
-            (HeightStatus::Sealed, sealed),
-            (HeightStatus::Dispersed, last_of(store.dispersed_next()?)?),
-            (HeightStatus::Verified, last_of(store.verified_next()?)?),
-            (HeightStatus::Pruned, watermark.checked_sub(1)),
-        ];
-        for (status, height) in heights {
-            if let Some(h) = height {
-                m.set_height(status, h);
-            }
-        }
-        Ok(())
     }
 
     /// Probes, audits, sweeps, repairs, rebalances and collects orphans, each when due.
@@ -385,41 +386,6 @@ impl OpsService {
         Ok(())
     }
 
-    /// Probes, one audit round and sweep steps, each when due.
-    async fn watch(&mut self, now: u64) -> crate::Result<()> {
-        let probe_due = self
-            .last_probe_ms
-            .is_none_or(|t| now.saturating_sub(t) >= self.opts.health.probe_interval_ms);
-        if probe_due {
-            self.last_probe_ms = Some(now);
-            self.probe(now).await;
-        }
-        let audit_due = self.opts.audit_interval_ms > 0
-            && self
-                .last_audit_ms
-                .is_none_or(|t| now.saturating_sub(t) >= self.opts.audit_interval_ms);
-        if audit_due {
-            self.last_audit_ms = Some(now);
-            self.audit(now).await?;
-        }
-        if !self.sweeps.is_empty() {
-            let found = self
-                .sweeps
-                .step(&self.disperser, &mut self.budget, now)
-                .await?;
-            for (segment, shard, hoster) in found {
-                tracing::warn!(
-                    hoster,
-                    segment,
-                    shard,
-                    "shard missing or rotten: marked for repair"
-                );
-                self.suspect.insert((segment, shard, hoster));
-            }
-        }
-        Ok(())
-    }
-
     /// What the scheduler plans from: lost, draining and unconfigured hosters, and marks.
     fn plan_input(&self) -> PlanInput {
         PlanInput {
@@ -436,22 +402,6 @@ impl OpsService {
         }
     }
 
-    fn publish_queue(&self, jobs: &[RepairJob]) {
-        let queue_bytes = jobs.iter().map(|j| j.bytes).sum();
-        let sweeping = self.sweeps.hosters();
-        if let Some(m) = &self.metrics {
-            m.set_repair_queue(jobs.len() as u64, queue_bytes);
-            m.set_sweeps(sweeping.len() as u64);
-        }
-        let draining = self.control.drains.clone();
-        self.handle.update(|s| {
-            s.sweeping = sweeping;
-            s.draining = draining;
-            s.repair_queue_segments = jobs.len() as u64;
-            s.repair_queue_bytes = queue_bytes;
-        });
-    }
-
     /// One orphan GC pass over the reachable hosters.
     async fn collect(&mut self) -> crate::Result<()> {
         let report = collect_orphans(&self.disperser).await?;
@@ -462,119 +412,6 @@ impl OpsService {
             s.gc_deleted_shards += report.shards_deleted();
             s.last_gc = Some(report);
         });
-        Ok(())
-    }
-
-    /// Pings every hoster; acts on what changed.
-    async fn probe(&mut self, now: u64) {
-        // Stored bytes double as the probe: one NSINFO per hoster.
-        let pings = self.disperser.hosters().all().iter().map(|h| {
-            let h = h.clone();
-            async move { (h.name().to_string(), timed(h.stored_bytes()).await.ok()) }
-        });
-        let results = futures::future::join_all(pings).await;
-        let mut up = BTreeMap::new();
-        for (name, bytes) in results {
-            let ok = bytes.is_some();
-            if let Some(m) = &self.metrics {
-                m.hoster_up(&name, ok);
-                if let Some(b) = bytes {
-                    m.hoster_bytes(&name, b);
-                }
-            }
-            up.insert(name.clone(), ok);
-            if let Some(event) = self.health.record_probe(&name, ok, now) {
-                self.on_event(event, now).await;
-            }
-        }
-        let lost = self.health.lost();
-        self.handle.update(|s| {
-            s.up = up;
-            s.lost = lost;
-        });
-    }
-
-    async fn on_event(&mut self, event: HealthEvent, now: u64) {
-        match &event {
-            HealthEvent::Lost { hoster, .. } => {
-                tracing::warn!(hoster, "hoster lost: rebuilding its shards elsewhere");
-            }
-            HealthEvent::Returned { hoster } => {
-                // Not trusted blindly: every shard a placement still names on it must be there
-                // (stale copies of shards moved meanwhile are orphans, left to GC).
-                tracing::info!(hoster, "hoster answers again: reconciling its shards");
-                self.sweeps.start(hoster, SweepDepth::Presence);
-                self.gc_due_ms = self.gc_due_ms.min(now);
-            }
-            HealthEvent::Untrusted { hoster, failures } => {
-                tracing::warn!(
-                    hoster,
-                    failures,
-                    "hoster fails challenges: checking all its shards"
-                );
-                self.sweeps.start(hoster, SweepDepth::Content);
-            }
-        }
-        self.handle.update(|s| {
-            s.events.push((now, event.to_string()));
-            let excess = s.events.len().saturating_sub(EVENTS_KEPT);
-            s.events.drain(..excess);
-        });
-    }
-
-    /// One audit round; its outcome feeds health and is recorded with the next store write.
-    async fn audit(&mut self, now: u64) -> crate::Result<()> {
-        if !self.auditor.audits_anything() {
-            return Ok(());
-        }
-        let skip = self.health.lost();
-        let outcome = self
-            .auditor
-            .round(
-                self.disperser.store(),
-                self.disperser.remote().key(),
-                self.disperser.hosters(),
-                &skip,
-            )
-            .await?;
-        let Some(outcome) = outcome else {
-            return Ok(());
-        };
-        // No answer from a hoster that is down is the probes' business (it may come back),
-        // not evidence against what it holds.
-        let down = self
-            .disperser
-            .hosters()
-            .get(&outcome.hoster)
-            .is_some_and(|h| h.is_down());
-        if outcome.evidence.is_none() && down {
-            return Ok(());
-        }
-        if outcome.evidence.is_some() {
-            // A sample failed: rot may be anywhere on that disk, so every shard is read.
-            self.sweeps.start(&outcome.hoster, SweepDepth::Content);
-        }
-        if !outcome.passed() {
-            tracing::warn!(hoster = %outcome.hoster, segment = outcome.segment, shard = outcome.shard,
-                verdict = ?outcome.verdict, "challenge failed: shard marked for repair");
-        }
-        let passed = outcome.passed();
-        if let Some(m) = &self.metrics {
-            m.challenge(&outcome.hoster, passed, outcome.latency_ms / 1e3);
-        }
-        self.handle.update(|s| {
-            if passed {
-                s.challenges_passed += 1;
-            } else {
-                s.challenges_failed += 1;
-            }
-        });
-        if let Some(event) = self.health.record_challenge(&outcome.hoster, passed) {
-            self.on_event(event, now).await;
-        }
-        self.outcomes.push((now, outcome));
-        let excess = self.outcomes.len().saturating_sub(PENDING_OUTCOMES_MAX);
-        self.outcomes.drain(..excess);
         Ok(())
     }
 
@@ -667,36 +504,6 @@ impl OpsService {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone.
-    fn count_redundancy(&self, input: &PlanInput) -> crate::Result<()> {
-        let store = self.disperser.store();
-        let mut by_left: Vec<u64> = Vec::new();
-        for segment in 0..store.dispersed_next()? {
-            let (Some(m), Some(p)) = (store.manifest(segment)?, store.placement(segment)?) else {
-                continue;
-            };
-            let good = p
-                .hosters
-                .iter()
-                .enumerate()
-                .filter(|(i, h)| {
-                    h.as_ref().is_some_and(|h| !input.is_gone(h))
-                        && !input.marked.contains(&(segment, *i))
-                })
-                .count();
-            let left = good.saturating_sub(m.data_shards as usize);
-            if by_left.len() <= left {
-                by_left.resize(left + 1, 0);
-            }
-            by_left[left] += 1;
-        }
-        if let Some(m) = &self.metrics {
-            m.set_redundancy(&by_left);
-        }
-        self.handle.update(|s| s.segments_by_redundancy = by_left);
         Ok(())
     }
 }

@@ -23,6 +23,22 @@ pub enum SweepDepth {
     Content,
 }
 
+impl SweepDepth {
+    fn code(self) -> u8 {
+        match self {
+            Self::Presence => 0,
+            Self::Content => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            0 => Self::Presence,
+            _ => Self::Content,
+        }
+    }
+}
+
 /// The sweeps in progress: hoster → (next segment, depth).
 #[derive(Clone, Debug, Default)]
 pub struct Sweeps {
@@ -42,6 +58,23 @@ impl Sweeps {
 
     pub fn is_empty(&self) -> bool {
         self.active.is_empty()
+    }
+
+    /// The sweeps as the audit store keeps them: (hoster, depth code, next segment).
+    pub fn snapshot(&self) -> Vec<(String, u8, u64)> {
+        self.active
+            .iter()
+            .map(|(h, (next, depth))| (h.clone(), depth.code(), *next))
+            .collect()
+    }
+
+    /// Sweeps from [`snapshot`](Self::snapshot) (unknown depth codes are read as content).
+    pub fn restore(saved: &[(String, u8, u64)]) -> Self {
+        let active = saved
+            .iter()
+            .map(|(h, code, next)| (h.clone(), (*next, SweepDepth::from_code(*code))))
+            .collect();
+        Self { active }
     }
 
     /// Hosters being swept.
@@ -128,4 +161,40 @@ async fn check_segment(
         }
     }
     Ok(Some(bad))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_survive_a_restart_through_the_audit_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sweeps = Sweeps::default();
+        sweeps.start("h1", SweepDepth::Presence);
+        sweeps.start("h2", SweepDepth::Content);
+        sweeps.start("h1", SweepDepth::Content);
+        sweeps.start("h2", SweepDepth::Presence);
+        if let Some(entry) = sweeps.active.get_mut("h2") {
+            entry.0 = 17;
+        }
+        let log = crate::audit::AuditLog::open(dir.path()).unwrap();
+        log.put_sweeps(&sweeps.snapshot()).unwrap();
+        drop(log);
+        let log = crate::audit::AuditLog::open(dir.path()).unwrap();
+        let restored = Sweeps::restore(&log.sweeps().unwrap());
+        assert_eq!(restored.active, sweeps.active);
+        assert_eq!(
+            restored.active.get("h1"),
+            Some(&(0, SweepDepth::Content)),
+            "a deeper request restarts a shallower sweep"
+        );
+        assert_eq!(restored.active.get("h2"), Some(&(17, SweepDepth::Content)));
+        log.put_sweeps(&[]).unwrap();
+        assert!(
+            log.sweeps().unwrap().is_empty(),
+            "a finished sweep is forgotten"
+        );
+    }
 }
