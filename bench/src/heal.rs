@@ -60,6 +60,19 @@ async fn hoster_limits(archive: &archiver::Archive) -> Result<(f64, f64)> {
         });
         futures::future::try_join_all(writes).await?;
         write += t.elapsed();
+        // The written copies are the bench's own orphans: gone before the service's GC sees them.
+        for (i, s) in shards.iter().enumerate() {
+            let host = remote.hosters().all()[i % remote.hosters().len()].clone();
+            let name = blake3::hash(&[segment.to_le_bytes(), (i as u64).to_le_bytes()].concat());
+            let parts = zdb_backend::large_part_count_with(
+                s.len() as u64,
+                archiver::hosters::SHARD_PART_BYTES,
+            );
+            let keys: Vec<Vec<u8>> = (0..parts)
+                .map(|p| zdb_backend::large_part_key(&name.as_bytes()[..24], p as u16))
+                .collect();
+            host.delete_shard_keys(&keys).await?;
+        }
     }
     let mb = bytes as f64 / 1e6;
     Ok((mb / read.as_secs_f64(), mb / write.as_secs_f64()))

@@ -131,6 +131,8 @@ pub struct OpsStatus {
     pub events: Vec<(u64, String)>,
 }
 
+/// How soon GC follows moved shards (orphans only cost space; listing every hoster is not free).
+pub const GC_AFTER_CHANGE_MS: u64 = 60_000;
 /// A segment whose repair made no progress (no eligible hoster, a read failing) is tried again
 /// after this long, so it never holds the budget from segments that can be repaired.
 pub const REPAIR_RETRY_MS: u64 = 30_000;
@@ -323,6 +325,14 @@ impl OpsService {
         });
     }
 
+    /// Brings GC forward after shards moved (a repair, a return, a rebalance): within
+    /// `GC_AFTER_CHANGE_MS` (or the GC interval if shorter), so a long heal lists the hosters
+    /// once, not once per pass.
+    fn gc_soon(&mut self, now: u64) {
+        let soon = now.saturating_add(GC_AFTER_CHANGE_MS.min(self.opts.gc_interval_ms));
+        self.gc_due_ms = self.gc_due_ms.min(soon);
+    }
+
     /// No new shard on a lost or draining hoster.
     fn avoid(&self) {
         let mut avoided = self.health.lost();
@@ -373,7 +383,7 @@ impl OpsService {
             if let Err(e) = unmark(self.data_dir.clone(), repaired).await {
                 tracing::debug!(error = %e, "marks cleared next pass");
             }
-            self.gc_due_ms = self.gc_due_ms.min(now);
+            self.gc_soon(now);
         }
         self.count_redundancy(&input)?;
         if self.control.rebalance && jobs.is_empty() && input.is_empty() && self.sweeps.is_empty() {
@@ -479,7 +489,7 @@ impl OpsService {
         if moves.is_empty() {
             rebalance_done(self.data_dir.clone()).await?;
             self.control.rebalance = false;
-            self.gc_due_ms = self.gc_due_ms.min(now);
+            self.gc_soon(now);
             tracing::info!("rebalance done");
             return Ok(());
         }

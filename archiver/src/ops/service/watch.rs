@@ -84,7 +84,7 @@ impl OpsService {
                 // (stale copies of shards moved meanwhile are orphans, left to GC).
                 tracing::info!(hoster, "hoster answers again: reconciling its shards");
                 self.sweeps.start(hoster, SweepDepth::Presence);
-                self.gc_due_ms = self.gc_due_ms.min(now);
+                self.gc_soon(now);
             }
             HealthEvent::Untrusted { hoster, failures } => {
                 tracing::warn!(
