@@ -36,9 +36,13 @@ pub type HostResult<T> = std::result::Result<T, HostError>;
 /// A hoster's shards: storage key → the hoster keys that hold its parts.
 pub type ShardListing = std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
 
-/// Keys one shard listing may return (about 1 TiB of this archive's shards in 64 KiB parts, some
-/// 800 MB of listing in memory): a hoster holding more is refused (GC skips it, a drain cannot
-/// see it empty) rather than let grow the caller's memory without bound.
+/// One scan batch: the cursor after it, and (storage key, hoster key) pairs.
+pub type ShardBatch = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Keys one whole listing (`list_shards`, what `hosters list` and `drain` count) may return:
+/// about 1 TiB of this archive's shards in 64 KiB parts, some 800 MB in memory; a hoster holding
+/// more is refused rather than let grow the caller's memory without bound. GC does not list: it
+/// walks `scan_shards` batch by batch.
 pub const SHARD_KEYS_LISTED_MAX: usize = 16 * 1024 * 1024;
 
 /// One shard hoster as the archive uses it. Keys and values are opaque: the hoster learns nothing
@@ -79,6 +83,21 @@ pub trait ShardHost: Send + Sync + std::fmt::Debug {
             "hoster {} cannot list its shards",
             self.name()
         )))
+    }
+    /// One batch of the hoster's shard keys after `cursor` (from the start when `None`): the
+    /// next cursor and (storage key, hoster key) pairs; `None` past the end. What GC walks, so
+    /// no listing of a whole hoster is ever held. By default one batch from `list_shards`.
+    async fn scan_shards(&self, cursor: Option<Vec<u8>>) -> HostResult<Option<ShardBatch>> {
+        if cursor.is_some() {
+            return Ok(None);
+        }
+        let keys = self
+            .list_shards()
+            .await?
+            .into_iter()
+            .flat_map(|(base, raws)| raws.into_iter().map(move |raw| (base.clone(), raw)))
+            .collect();
+        Ok(Some((vec![0], keys)))
     }
     /// Deletes hoster keys that [`list_shards`](Self::list_shards) returned (orphan GC only).
     async fn delete_shard_keys(&self, keys: &[Vec<u8>]) -> HostResult<()> {
@@ -233,6 +252,19 @@ impl ShardHost for ZdbHost {
             }
         }
         Ok(listing)
+    }
+    async fn scan_shards(&self, cursor: Option<Vec<u8>>) -> HostResult<Option<ShardBatch>> {
+        let suffix = zdb_backend::LARGE_PART_SUFFIX_BYTES;
+        let Some(batch) = self.shards.scan(cursor.as_deref()).await? else {
+            return Ok(None);
+        };
+        let keys = batch
+            .keys
+            .into_iter()
+            .filter(|k| k.len() == crate::keys::STORAGE_KEY_BYTES + suffix)
+            .map(|k| (k[..k.len() - suffix].to_vec(), k))
+            .collect();
+        Ok(Some((batch.cursor, keys)))
     }
     async fn delete_shard_keys(&self, keys: &[Vec<u8>]) -> HostResult<()> {
         for key in keys {

@@ -14,7 +14,7 @@ use crate::remote::timed;
 pub struct GcReport {
     /// (hoster, orphan shards deleted, hoster keys deleted)
     pub deleted: Vec<(String, u64, u64)>,
-    /// Shards found that a placement names (kept).
+    /// Hoster keys found that a placement names (kept; one per part on 0-db).
     pub kept: u64,
     /// (hoster, why) hosters not collected this pass.
     pub skipped: Vec<(String, String)>,
@@ -70,6 +70,36 @@ struct Named {
     ahead: BTreeSet<Vec<u8>>,
 }
 
+/// Walks one hoster's shard keys batch by batch (never holding its whole listing), deleting
+/// those not kept. Returns (orphan shards, hoster keys) deleted; `kept` counts the keys kept.
+async fn collect_on(
+    host: &dyn crate::hosters::ShardHost,
+    keep: &BTreeSet<Vec<u8>>,
+    ahead: &BTreeSet<Vec<u8>>,
+    kept: &mut u64,
+) -> std::result::Result<(u64, u64), crate::hosters::HostError> {
+    let (mut shards, mut keys) = (BTreeSet::new(), 0u64);
+    let mut cursor: Option<Vec<u8>> = None;
+    while let Some((next, batch)) = timed(host.scan_shards(cursor.clone())).await? {
+        let mut orphans = Vec::new();
+        for (storage_key, raw) in batch {
+            if keep.contains(&storage_key) || ahead.contains(&storage_key) {
+                *kept += 1;
+            } else {
+                shards.insert(storage_key);
+                orphans.push(raw);
+            }
+        }
+        timed(host.delete_shard_keys(&orphans)).await?;
+        keys += orphans.len() as u64;
+        if cursor.as_ref() == Some(&next) {
+            break;
+        }
+        cursor = Some(next);
+    }
+    Ok((shards.len() as u64, keys))
+}
+
 /// Deletes every orphan shard on every reachable hoster. Runs with dispersal and repair held
 /// off, and not at all while a sealed segment awaits dispersal (its shards may already be on
 /// hosters without a placement naming them).
@@ -89,34 +119,16 @@ pub async fn collect_orphans(disperser: &Disperser) -> Result<GcReport> {
     };
     let empty = BTreeSet::new();
     for host in disperser.hosters().all() {
-        let listing = match timed(host.list_shards()).await {
-            Ok(l) => l,
-            Err(e) => {
-                report
-                    .skipped
-                    .push((host.name().to_string(), e.to_string()));
-                continue;
-            }
-        };
         let keep = named.placed.get(host.name()).unwrap_or(&empty);
-        let (mut shards, mut keys) = (0u64, 0u64);
-        for (storage_key, parts) in listing {
-            if keep.contains(&storage_key) || named.ahead.contains(&storage_key) {
-                report.kept += 1;
-                continue;
+        match collect_on(host.as_ref(), keep, &named.ahead, &mut report.kept).await {
+            Ok((0, _)) => {}
+            Ok((shards, keys)) => {
+                tracing::info!(hoster = host.name(), shards, "orphan shards deleted");
+                report.deleted.push((host.name().to_string(), shards, keys));
             }
-            if let Err(e) = timed(host.delete_shard_keys(&parts)).await {
-                report
-                    .skipped
-                    .push((host.name().to_string(), e.to_string()));
-                break;
-            }
-            shards += 1;
-            keys += parts.len() as u64;
-        }
-        if shards > 0 {
-            tracing::info!(hoster = host.name(), shards, "orphan shards deleted");
-            report.deleted.push((host.name().to_string(), shards, keys));
+            Err(e) => report
+                .skipped
+                .push((host.name().to_string(), e.to_string())),
         }
     }
     Ok(report)
