@@ -130,7 +130,8 @@ fn wait_metrics(
 fn fully_redundant(m: &[(String, f64)]) -> Option<f64> {
     let full = value(m, "archiver_segments{redundancy_left=\"2\"}");
     let less = value(m, "archiver_segments{redundancy_left=\"1\"}")
-        + value(m, "archiver_segments{redundancy_left=\"0\"}");
+        + value(m, "archiver_segments{redundancy_left=\"0\"}")
+        + value(m, "archiver_segments_unreadable");
     (full > 0.0 && less == 0.0).then_some(full)
 }
 

@@ -136,6 +136,7 @@ struct Families {
     challenge_seconds: HistogramVec,
     gc_deleted_shards: IntCounter,
     sweeps: IntGauge,
+    unreadable: IntGauge,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     cache_bytes: IntGauge,
@@ -229,6 +230,10 @@ impl Families {
                 "archiver_gc_deleted_shards_total",
                 "Orphan shards deleted from hosters",
             )?,
+            unreadable: gauge(
+                "archiver_segments_unreadable",
+                "Segments with fewer than k shards on hosters that answer (unreadable until one returns)",
+            )?,
             sweeps: gauge(
                 "archiver_hoster_sweeps",
                 "Hosters whose every shard is being checked (after a return or a failed challenge)",
@@ -289,6 +294,10 @@ impl Families {
                 Box::new(self.gc_deleted_shards.clone()),
             ),
             ("archiver_hoster_sweeps", Box::new(self.sweeps.clone())),
+            (
+                "archiver_segments_unreadable",
+                Box::new(self.unreadable.clone()),
+            ),
             (
                 "archiver_history_cache_hits_total",
                 Box::new(self.cache_hits.clone()),
@@ -410,6 +419,12 @@ impl ArchiveMetrics {
     /// `archiver_gc_deleted_shards_total`: orphan shards (failed or superseded uploads) deleted.
     pub fn gc_deleted(&self, shards: u64) {
         self.inner.gc_deleted_shards.inc_by(shards);
+    }
+
+    /// `archiver_segments_unreadable`: segments with fewer than k shards on hosters that
+    /// answer; they read again once enough hosters return (not counted in `archiver_segments`).
+    pub fn set_unreadable(&self, segments: u64) {
+        self.inner.unreadable.set(as_i64(segments));
     }
 
     /// `archiver_hoster_sweeps`: hosters whose every shard is being checked (for presence after

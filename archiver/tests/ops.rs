@@ -426,3 +426,35 @@ async fn a_rebalance_spreads_shards_onto_a_new_hoster() {
     );
     s.assert_fully_redundant().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_for_a_shard_that_moved_since_is_dropped_not_rebuilt() {
+    let s = setup().await;
+    let p = s.archive.store().placement(3).unwrap().unwrap();
+    let holder = p.hosters[2].clone().unwrap();
+    let elsewhere = s
+        .hosts
+        .iter()
+        .map(|h| h.name().to_string())
+        .find(|n| *n != holder)
+        .unwrap();
+    AuditLog::open(&s.data_dir())
+        .unwrap()
+        .mark(&[(3, 2, elsewhere)])
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let mut ops = s.service(9, clock.clone());
+    ops.pass().await;
+    ops.pass().await;
+    let log = AuditLog::open_read_only(&s.data_dir()).unwrap().unwrap();
+    assert!(
+        log.marked().unwrap().is_empty(),
+        "the stale mark is cleared"
+    );
+    assert_eq!(
+        ops.handle().status().repaired_shards,
+        0,
+        "nothing rebuilt for it"
+    );
+    assert_eq!(s.archive.store().placement(3).unwrap().unwrap(), p);
+}

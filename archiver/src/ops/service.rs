@@ -121,8 +121,10 @@ pub struct OpsStatus {
     pub repair_queue_bytes: u64,
     pub repaired_shards: u64,
     pub repaired_bytes: u64,
-    /// Segments by how many more shards each may lose (index = redundancy left, clamped at 0).
+    /// Segments by how many more shards each may lose (index = redundancy left).
     pub segments_by_redundancy: Vec<u64>,
+    /// Segments with fewer than k shards on hosters that answer.
+    pub segments_unreadable: u64,
     pub challenges_passed: u64,
     pub challenges_failed: u64,
     pub last_gc: Option<GcReport>,
@@ -366,6 +368,7 @@ impl OpsService {
     async fn heal(&mut self) -> crate::Result<()> {
         let now = self.clock.now_ms();
         self.watch(now).await?;
+        self.drop_stale_marks().await?;
         let input = self.plan_input();
         let jobs: Vec<RepairJob> = self
             .scheduler
@@ -410,6 +413,31 @@ impl OpsService {
                 .collect(),
             configured: self.health.hosters().map(str::to_string).collect(),
         }
+    }
+
+    /// Clears marks naming a hoster that no longer holds the shard (it moved since, by a drain,
+    /// a rebalance or another repair): rebuilding it again would only churn.
+    async fn drop_stale_marks(&mut self) -> crate::Result<()> {
+        let store = self.disperser.store().clone();
+        let holds = |s: u64, i: usize, h: &str| -> crate::Result<bool> {
+            Ok(store
+                .placement(s)?
+                .and_then(|p| p.hosters.get(i).cloned().flatten())
+                .is_some_and(|holder| holder == h))
+        };
+        let mut stale = Vec::new();
+        for (s, i, h) in &self.control.marks {
+            if !holds(*s, *i, h)? {
+                stale.push((*s, *i));
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.control
+            .marks
+            .retain(|(s, i, _)| !stale.contains(&(*s, *i)));
+        unmark(self.data_dir.clone(), stale).await
     }
 
     /// One orphan GC pass over the reachable hosters.

@@ -54,10 +54,11 @@ impl OpsService {
         });
     }
 
-    /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone.
+    /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone; a
+    /// segment with fewer than k left is counted apart (unreadable until a hoster returns).
     pub(super) fn count_redundancy(&self, input: &PlanInput) -> crate::Result<()> {
         let store = self.disperser.store();
-        let mut by_left: Vec<u64> = Vec::new();
+        let (mut by_left, mut unreadable): (Vec<u64>, u64) = (Vec::new(), 0);
         for segment in 0..store.dispersed_next()? {
             let (Some(m), Some(p)) = (store.manifest(segment)?, store.placement(segment)?) else {
                 continue;
@@ -71,7 +72,10 @@ impl OpsService {
                         && !input.marked.contains(&(segment, *i))
                 })
                 .count();
-            let left = good.saturating_sub(m.data_shards as usize);
+            let Some(left) = good.checked_sub(m.data_shards as usize) else {
+                unreadable += 1;
+                continue;
+            };
             if by_left.len() <= left {
                 by_left.resize(left + 1, 0);
             }
@@ -79,8 +83,12 @@ impl OpsService {
         }
         if let Some(m) = &self.metrics {
             m.set_redundancy(&by_left);
+            m.set_unreadable(unreadable);
         }
-        self.handle.update(|s| s.segments_by_redundancy = by_left);
+        self.handle.update(|s| {
+            s.segments_by_redundancy = by_left;
+            s.segments_unreadable = unreadable;
+        });
         Ok(())
     }
 }
