@@ -1,8 +1,6 @@
 //! Keeping the archive current: disperse sealed segments, read them back and verify them,
 //! scrub the hosters' metadata, publish the prune watermark and drop verified local files.
 
-use std::time::Duration;
-
 use crate::archive::Disperser;
 use crate::error::Result;
 
@@ -14,23 +12,24 @@ pub const METADATA_SCRUB_SEGMENTS_PER_PASS: u64 = 64;
 /// the reads cost nothing next to dispersal.
 pub const METADATA_SCRUB_INTERVAL_MS: u64 = 60_000;
 
-/// Where the next metadata scrub starts, and when the last one ran.
+/// Where the next metadata scrub starts, and when the last one ran (ms, the service's clock).
 #[derive(Debug, Default)]
 pub struct ScrubCursor {
     next: u64,
-    last: Option<std::time::Instant>,
+    last_ms: Option<u64>,
 }
 
 impl ScrubCursor {
-    /// One scrub window if the interval passed; a window past the end starts over at 0.
-    pub async fn step(&mut self, disperser: &Disperser) -> Result<()> {
+    /// One scrub window if the interval passed by `now_ms`; a window past the end starts over
+    /// at 0.
+    pub async fn step(&mut self, disperser: &Disperser, now_ms: u64) -> Result<()> {
         let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(METADATA_SCRUB_INTERVAL_MS));
+            .last_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= METADATA_SCRUB_INTERVAL_MS);
         if !due {
             return Ok(());
         }
-        self.last = Some(std::time::Instant::now());
+        self.last_ms = Some(now_ms);
         let window = self.next..self.next + METADATA_SCRUB_SEGMENTS_PER_PASS;
         let report = disperser.scrub_metadata(window).await?;
         if !report.republished.is_empty() || !report.damaged.is_empty() {
@@ -58,12 +57,12 @@ pub struct MaintenanceReport {
     pub errors: Vec<String>,
 }
 
-/// Disperse → verify → scrub (when due) → watermark → prune local files below the verified
+/// Disperse → verify → scrub (when due at the given time) → watermark → prune local files below the verified
 /// segments, keeping the newest `keep_local_segments`. A failing step is reported and the next
 /// ones still run; the watermark only reflects what was verified.
 pub async fn maintain_once(
     disperser: &Disperser,
-    scrub: Option<&mut ScrubCursor>,
+    scrub: Option<(&mut ScrubCursor, u64)>,
     keep_local_segments: u64,
 ) -> MaintenanceReport {
     let mut report = MaintenanceReport::default();
@@ -75,8 +74,8 @@ pub async fn maintain_once(
         tracing::warn!(error = %e, "read-back verification failed; pruning waits");
         report.errors.push(format!("verify: {e}"));
     }
-    if let Some(scrub) = scrub {
-        if let Err(e) = scrub.step(disperser).await {
+    if let Some((scrub, now_ms)) = scrub {
+        if let Err(e) = scrub.step(disperser, now_ms).await {
             tracing::warn!(error = %e, "metadata scrub failed");
             report.errors.push(format!("metadata scrub: {e}"));
         }

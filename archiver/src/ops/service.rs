@@ -305,7 +305,7 @@ impl OpsService {
         self.avoid();
         let report = maintain_once(
             &self.disperser,
-            Some(&mut self.scrub),
+            Some((&mut self.scrub, self.clock.now_ms())),
             self.opts.keep_local_segments,
         )
         .await;
