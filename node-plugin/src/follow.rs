@@ -41,7 +41,7 @@ pub struct FetchedBlock {
     pub parent_hash: Hash,
     pub block: Vec<u8>,
     pub justifications: Option<Vec<u8>>,
-    /// The genesis state for block 0 (from `state_getPairs`), else empty.
+    /// The genesis state for block 0 (`state_getPairs`, else paged), else empty.
     pub changes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -79,22 +79,15 @@ async fn fetch_block(client: &WsClient, number: u64) -> Result<FetchedBlock, Fol
         .map_err(rpc_err("chain_getBlock"))?;
     let (block, justifications) = signed_block_from_json(&signed).map_err(bad)?;
     let decoded = Block::from_bytes(&block).map_err(|e| bad(e.to_string()))?;
-    if decoded.header.hash() != hash || u64::from(decoded.header.number) != number {
+    let hashes =
+        decoded.header.hash() == hash || (number == 0 && is_spec_genesis(client, hash_str).await);
+    if !hashes || u64::from(decoded.header.number) != number {
         return Err(bad(
             "the node's block does not hash to the hash it gave for the number".into(),
         ));
     }
     let changes = if number == 0 {
-        let pairs: Vec<(String, String)> = client
-            .request("state_getPairs", rpc_params!["0x", hash_str])
-            .await
-            .map_err(rpc_err("state_getPairs"))?;
-        let mut out = Vec::with_capacity(pairs.len());
-        for (k, v) in pairs {
-            out.push((unhex(&k).map_err(&bad)?, unhex(&v).map_err(&bad)?));
-        }
-        out.sort();
-        out
+        genesis_state(client, hash_str).await?
     } else {
         Vec::new()
     };
@@ -106,6 +99,93 @@ async fn fetch_block(client: &WsClient, number: u64) -> Result<FetchedBlock, Fol
         justifications,
         changes,
     })
+}
+
+/// Whether `hash` is the genesis hash the node's chain spec names. Some nodes fix the genesis
+/// hash in their spec rather than hashing the genesis header (chopsticks serves `0x4545…`, which
+/// its header does not hash to): block 0 is then taken as the node gives it.
+async fn is_spec_genesis(client: &WsClient, hash: &str) -> bool {
+    let named: Result<Value, _> = client
+        .request("chainSpec_v1_genesisHash", rpc_params![])
+        .await;
+    matches!(named, Ok(Value::String(s)) if s.eq_ignore_ascii_case(hash))
+}
+
+/// Keys the paged genesis-state read asks for at once.
+const GENESIS_KEYS_PAGE: u32 = 1_000;
+/// Bytes of genesis state a follower takes at most: a runtime's code plus balances of a large
+/// chain fit, a node sending without end does not exhaust memory.
+const GENESIS_STATE_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// The genesis state at `hash`, sorted: `state_getPairs` where the node serves it, else paged
+/// (`state_getKeysPaged` + `state_queryStorageAt`), as nodes that keep it unsafe-only do.
+async fn genesis_state(
+    client: &WsClient,
+    hash: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FollowError> {
+    let bad = |reason: String| FollowError::BadBlock { number: 0, reason };
+    let pairs: Vec<(String, Option<String>)> = match client
+        .request::<Vec<(String, String)>, _>("state_getPairs", rpc_params!["0x", hash])
+        .await
+    {
+        Ok(pairs) => pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        Err(_) => genesis_state_paged(client, hash).await?,
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut bytes = 0usize;
+    for (k, v) in pairs {
+        let Some(v) = v else { continue };
+        let (k, v) = (unhex(&k).map_err(&bad)?, unhex(&v).map_err(&bad)?);
+        bytes += k.len() + v.len();
+        if bytes > GENESIS_STATE_BYTES_MAX {
+            return Err(bad(format!(
+                "genesis state over {GENESIS_STATE_BYTES_MAX} bytes"
+            )));
+        }
+        out.push((k, v));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The genesis state a page of keys at a time.
+async fn genesis_state_paged(
+    client: &WsClient,
+    hash: &str,
+) -> Result<Vec<(String, Option<String>)>, FollowError> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let keys: Vec<String> = client
+            .request(
+                "state_getKeysPaged",
+                rpc_params!["0x", GENESIS_KEYS_PAGE, start.clone(), hash],
+            )
+            .await
+            .map_err(rpc_err("state_getKeysPaged"))?;
+        let Some(last) = keys.last().cloned() else {
+            break;
+        };
+        let sets: Vec<Value> = client
+            .request("state_queryStorageAt", rpc_params![keys.clone(), hash])
+            .await
+            .map_err(rpc_err("state_queryStorageAt"))?;
+        for set in &sets {
+            let changes: Vec<(String, Option<String>)> =
+                serde_json::from_value(set["changes"].clone()).map_err(|e| {
+                    FollowError::BadBlock {
+                        number: 0,
+                        reason: format!("state_queryStorageAt: {e}"),
+                    }
+                })?;
+            out.extend(changes);
+        }
+        if keys.len() < GENESIS_KEYS_PAGE as usize || start.as_ref() == Some(&last) {
+            break;
+        }
+        start = Some(last);
+    }
+    Ok(out)
 }
 
 /// Fetches `from..=to` into the sink, in batches, with requests pipelined.

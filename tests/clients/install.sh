@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real third-party clients used by the client checks in this folder:
-#   @polkadot/api + @polkadot/rpc-provider (npm) and substrate-interface (PyPI, in a venv).
+#   @polkadot/api + @polkadot/rpc-provider (npm) and substrate-interface (PyPI, in a venv);
+# and a real Substrate runtime as a peer: chopsticks with Parity's Asset Hub spec (npm, in peer/).
 # Idempotent: each part is skipped when already installed at the pinned version.
 #
 # usage: tests/clients/install.sh
@@ -70,6 +71,32 @@ else
         exit 1
     fi
     log "pip: installed substrate-interface==$si_v"
+fi
+
+# --- npm: a real Substrate runtime as a peer (chopsticks + Parity's Asset Hub spec) -------------
+CHOPSTICKS_VERSION=1.5.1
+KNOWN_CHAINS_VERSION=1.10.3
+PEER="$DIR/peer"
+mkdir -p "$PEER"
+peer_versions() {
+    (cd "$PEER" && node -e '
+        const v = (p) => { try { return require(process.cwd() + "/node_modules/" + p + "/package.json").version || "-" } catch (e) { return "-" } };
+        console.log(["@acala-network/chopsticks", "@substrate/connect-known-chains"].map(v).join(" "));')
+}
+read -r chop_v chains_v < <(peer_versions)
+if [ "$chop_v" = "$CHOPSTICKS_VERSION" ] && [ "$chains_v" = "$KNOWN_CHAINS_VERSION" ] && [ -s "$PEER/spec.json" ]; then
+    log "npm: chopsticks@$chop_v and connect-known-chains@$chains_v already in $PEER, skipped"
+else
+    [ -f "$PEER/package.json" ] || printf '%s\n' '{' '  "name": "poa-archiver-peer",' '  "private": true' '}' > "$PEER/package.json"
+    log "npm: installing @acala-network/chopsticks@$CHOPSTICKS_VERSION @substrate/connect-known-chains@$KNOWN_CHAINS_VERSION into $PEER"
+    (cd "$PEER" && npm install --no-audit --no-fund "@acala-network/chopsticks@$CHOPSTICKS_VERSION" "@substrate/connect-known-chains@$KNOWN_CHAINS_VERSION")
+    (cd "$PEER" && node -e 'require("fs").writeFileSync("spec.json", require("@substrate/connect-known-chains/rococo_v2_2_asset_hub").chainSpec)')
+    read -r chop_v chains_v < <(peer_versions)
+    if [ "$chop_v" != "$CHOPSTICKS_VERSION" ] || [ ! -s "$PEER/spec.json" ]; then
+        log "npm: chopsticks install finished but found '$chop_v', want $CHOPSTICKS_VERSION" >&2
+        exit 1
+    fi
+    log "npm: installed chopsticks@$chop_v (Asset Hub spec in $PEER/spec.json)"
 fi
 
 log "done: POA_CLIENTS_DIR=$DIR"
