@@ -53,10 +53,6 @@ async fn plugin_for(
     for (name, e) in archive.prepare_hosters().await {
         tracing::warn!(hoster = %name, error = %e, "hoster not prepared (dispersal retries)");
     }
-    let (hoster_keys, bad) = archiver::audit::hoster_keys(&archive.config().hosters);
-    for (name, why) in bad {
-        tracing::warn!(hoster = %name, error = %why, "public_key does not parse: not audited");
-    }
     let mut ops = archive.config().ops.clone();
     ops.keep_local_segments = keep;
     Ok(ArchivePlugin::start(
@@ -65,7 +61,6 @@ async fn plugin_for(
         ArchivePluginOptions {
             history_cache_bytes: cache_mib * 1024 * 1024,
             ops,
-            hoster_keys,
             metrics,
         },
     ))
@@ -83,19 +78,10 @@ pub async fn run_serve(
     for (name, e) in archive.prepare_hosters().await {
         tracing::warn!(hoster = %name, error = %e, "hoster not prepared (dispersal retries)");
     }
-    let (keys, bad) = archiver::audit::hoster_keys(&archive.config().hosters);
-    for (name, why) in bad {
-        tracing::warn!(hoster = %name, error = %why, "public_key does not parse: not audited");
-    }
     let mut ops = archive.config().ops.clone();
     ops.keep_local_segments = keep;
-    let mut service = archiver::ops::OpsService::new(
-        archive.disperser(),
-        archive.config().data_dir.clone(),
-        keys,
-        ops,
-        std::sync::Arc::new(archiver::ops::SystemClock::new()),
-    );
+    let clock = std::sync::Arc::new(archiver::ops::SystemClock::new());
+    let mut service = archiver::ops::OpsService::for_archive(&archive, ops, clock);
     if let Some(m) = metrics {
         service = service.with_metrics(m);
     }

@@ -46,24 +46,40 @@ pub async fn add(config: &Path, spec: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Dispersed shards whose current placement names `hoster`, per the store (read beside the
-/// writer), and how many shards the hoster itself still lists (None when it does not answer).
-pub async fn shards_on(config: &Path, hoster: &str) -> Result<(u64, Option<u64>)> {
-    let loaded = ConfigFile::load(config)?;
-    let hosters = loaded.hoster_set();
-    let view = loaded.into_read_only(1)?;
-    let store = view.store();
-    let mut placed = 0;
-    for segment in 0..store.dispersed_next().context("read dispersal watermark")? {
-        if let Some(p) = store.placement(segment).context("read placement")? {
-            placed += p.hosters.iter().flatten().filter(|h| *h == hoster).count() as u64;
-        }
+/// The archive as the `hosters` commands see it: its store read beside the writer (a RocksDB
+/// secondary, opened once and caught up per look) and its hosters.
+pub struct ArchiveView {
+    view: archiver::ReadOnlyArchive,
+    hosters: archiver::HosterSet,
+}
+
+impl ArchiveView {
+    pub fn open(config: &Path) -> Result<Self> {
+        let loaded = ConfigFile::load(config)?;
+        let hosters = loaded.hoster_set();
+        Ok(Self {
+            view: loaded.into_read_only(1)?,
+            hosters,
+        })
     }
-    let listed = match hosters.get(hoster) {
-        Some(h) => h.list_shards().await.ok().map(|l| l.len() as u64),
-        None => Some(0),
-    };
-    Ok((placed, listed))
+
+    /// Dispersed shards whose current placement names `hoster`, and how many shards the hoster
+    /// itself still lists (None when it does not answer).
+    pub async fn shards_on(&self, hoster: &str) -> Result<(u64, Option<u64>)> {
+        self.view.catch_up().context("refresh archive store")?;
+        let store = self.view.store();
+        let mut placed = 0;
+        for segment in 0..store.dispersed_next().context("read dispersal watermark")? {
+            if let Some(p) = store.placement(segment).context("read placement")? {
+                placed += p.hosters.iter().flatten().filter(|h| *h == hoster).count() as u64;
+            }
+        }
+        let listed = match self.hosters.get(hoster) {
+            Some(h) => h.list_shards().await.ok().map(|l| l.len() as u64),
+            None => Some(0),
+        };
+        Ok((placed, listed))
+    }
 }
 
 /// Asks for `hoster` to be drained, then drives or watches the drain until the hoster holds no
@@ -84,10 +100,11 @@ pub async fn drain(
         .request_drain(hoster, now_ms())
         .context("record the drain request")?;
     let mut driver = Driver::start(config, timeout)?;
+    let view = ArchiveView::open(config)?;
     let mut last = None;
     loop {
         driver.pass().await;
-        let counts = shards_on(config, hoster).await?;
+        let counts = view.shards_on(hoster).await?;
         if last != Some(counts) {
             progress(counts.0, counts.1);
             last = Some(counts);
@@ -179,23 +196,16 @@ fn is_held_elsewhere(e: &anyhow::Error) -> bool {
 
 /// The operations service over an archive this process opened (kept open beside it).
 fn inline_service(archive: archiver::Archive) -> (OpsService, archiver::Archive) {
-    let (keys, _) = archiver::audit::hoster_keys(&archive.config().hosters);
     let mut ops = archive.config().ops.clone();
     // Drain now: no audit rounds in between, GC as soon as shards moved.
     ops.audit_interval_ms = 0;
-    let service = OpsService::new(
-        archive.disperser(),
-        archive.config().data_dir.clone(),
-        keys,
-        ops,
-        Arc::new(SystemClock::new()),
-    );
+    let service = OpsService::for_archive(&archive, ops, Arc::new(SystemClock::new()));
     (service, archive)
 }
 
 /// Removes `hoster` from the config once no placement names it.
 pub async fn remove(config: &Path, hoster: &str) -> Result<()> {
-    let (placed, _) = shards_on(config, hoster).await?;
+    let (placed, _) = ArchiveView::open(config)?.shards_on(hoster).await?;
     if placed > 0 {
         bail!(
             "hoster {hoster} still holds {placed} shards that placements name: drain it first \

@@ -17,7 +17,7 @@ use archiver::audit::{challenge_shard, parse_hoster_key};
 use archiver::hosters::{HostResult, ShardHost};
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
 use archiver_cli::config_file::ConfigFile;
-use common::{archiver, EXE};
+use common::{archiver, rot_shard_log, EXE};
 
 /// Kills a helper process however the test ends (its inherited stderr would keep the test
 /// harness waiting).
@@ -278,20 +278,7 @@ async fn hosters_prove_possession_over_the_wire() {
     // Bit rot on a hoster's disk while it runs: every shard it holds fails (its tree no longer
     // has the manifest's root), and the CLI exits non-zero naming the failure. (After a restart
     // the hoster's recovery would find the rotten entries and report those shards missing.)
-    let victim = &hosters[2];
-    // The shard namespace's data log (namespace directories are named by their hex name).
-    let data = victim
-        .data_dir
-        .join(format!("ns-{}", hex::encode("poa-archive")))
-        .join("data");
-    let bytes = std::fs::read(&data).unwrap();
-    let mut file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
-    for at in (4096..bytes.len()).step_by(64 * 1024) {
-        use std::io::{Seek as _, Write as _};
-        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
-        file.write_all(&[bytes[at] ^ 0x20]).unwrap();
-    }
-    drop(file);
+    rot_shard_log(&hosters[2].data_dir);
     let out = archiver(&config, &["challenge", "--hoster", "h2", "--samples", "16"]);
     let text = format!(
         "{}{}",

@@ -8,11 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
-use common::{archiver, text, EXE};
+use common::{archiver, install_clients, text, KillOnDrop, EXE};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::HttpClientBuilder;
 use jsonrpsee::rpc_params;
@@ -21,16 +21,6 @@ use serde_json::Value;
 const BLOCKS: u64 = 24;
 /// Seconds the follow may take (it needs about one).
 const FOLLOW_TIMEOUT_S: u64 = 120;
-
-/// The chopsticks process, killed on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn clients_dir() -> PathBuf {
     std::env::var_os("POA_CLIENTS_DIR").map_or_else(
@@ -47,7 +37,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_peer(port: u16) -> (Peer, jsonrpsee::http_client::HttpClient) {
+async fn start_peer(port: u16) -> (KillOnDrop, jsonrpsee::http_client::HttpClient) {
     let peer = clients_dir().join("peer");
     let child = Command::new("node")
         .arg(peer.join("node_modules/.bin/chopsticks"))
@@ -62,7 +52,7 @@ async fn start_peer(port: u16) -> (Peer, jsonrpsee::http_client::HttpClient) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let peer = Peer(child);
+    let peer = KillOnDrop(child);
     let client = HttpClientBuilder::default()
         .build(format!("http://127.0.0.1:{port}"))
         .unwrap();
@@ -83,15 +73,7 @@ async fn start_peer(port: u16) -> (Peer, jsonrpsee::http_client::HttpClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_archives_a_real_substrate_runtime() {
-    let install = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        install.status.success(),
-        "installing chopsticks failed:\n{}",
-        text(&install)
-    );
+    install_clients();
     let dir = tempfile::tempdir().unwrap();
     let hosters = start_hosters(Path::new(EXE), &dir.path().join("hosters"), 6, 3).unwrap();
     let config = write_cluster_config(dir.path(), &hosters, 4, 2, 256 * 1024).unwrap();

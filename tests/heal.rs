@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
 use archiver_cli::config_file::ConfigFile;
-use common::{archiver, text, EXE};
+use common::{archiver, rot_shard_log, text, EXE};
 
 const SEGMENT_BYTES: u64 = 256 * 1024;
 /// Health bounds of this test: a hoster is lost after 3 s (the default is about a minute, see
@@ -159,21 +159,6 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-/// Bit rot on a running hoster's disk: a byte flipped every 64 KiB of its shard log.
-fn rot(h: &HosterProcess) {
-    let data = h
-        .data_dir
-        .join(format!("ns-{}", hex::encode("poa-archive")))
-        .join("data");
-    let bytes = std::fs::read(&data).unwrap();
-    let mut file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
-    for at in (4096..bytes.len()).step_by(64 * 1024) {
-        use std::io::Seek as _;
-        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
-        file.write_all(&[bytes[at] ^ 0x20]).unwrap();
-    }
-}
-
 /// Writes part 0 of `key`'s shard onto `h` as a failed upload leaves it.
 async fn plant_orphan(h: &archiver::HosterEntry, key: &[u8]) -> zdb_backend::ZdbClient {
     let c = zdb_backend::ZdbClient::new(
@@ -249,7 +234,7 @@ async fn the_archive_heals_itself_and_hosters_come_and_go() {
 
     // 2. h1's disk rots while it runs: audits find it and its shards are rebuilt.
     let repaired_before = value(&after, "archiver_repaired_shards_total");
-    rot(&hosters[1]);
+    rot_shard_log(&hosters[1].data_dir);
     wait_metrics(&node.metrics, "rot found and repaired", |m| {
         value(
             m,

@@ -3,28 +3,21 @@
 //! never the command line; it refuses to run open (no admin password) off loopback.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use zdb_backend::resp::encode_request;
 
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
+use common::{KillOnDrop, EXE};
 
 /// The bound stated for the hoster process in this scenario (the archive's own RSS target).
 const HOSTER_RSS_MAX_MIB: u64 = 256;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `archiver hoster` with `args` and the environment `env`; returns it and its address.
 fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (KillOnDrop, SocketAddr) {

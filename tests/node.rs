@@ -8,6 +8,8 @@
 //! resumes.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -300,16 +302,7 @@ async fn new_spec_and_extension_methods(nc: &HttpClient, expected: &Value, block
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs() {
-    let install = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        install.status.success(),
-        "installing the real clients failed (they come from the npm and PyPI registries):\n{}{}",
-        String::from_utf8_lossy(&install.stdout),
-        String::from_utf8_lossy(&install.stderr)
-    );
+    common::install_clients();
 
     let dir = tempfile::tempdir().unwrap();
     let mut hosters: Vec<HosterProcess> = start_hosters(Path::new(EXE), dir.path(), 6, 3).unwrap();

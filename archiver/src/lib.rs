@@ -29,8 +29,6 @@ pub mod testing;
 
 pub use archive::{Archive, DispersalReport, Disperser, RepairReport, ScrubReport};
 pub use config::{ArchiveConfig, ClientConfig, DataDir, Durability, HosterEntry};
-/// Re-exported: hoster challenge identities cross the crate boundary (`ops::OpsService::new`).
-pub use ed25519_dalek;
 pub use error::{ArchiveError, Result};
 pub use history::HistoryReader;
 pub use hosters::{HosterSet, ShardHost};

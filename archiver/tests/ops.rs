@@ -27,6 +27,11 @@ struct Setup {
 
 /// 7 hosters (4+2 and a spare), ~8 dispersed segments.
 async fn setup() -> Setup {
+    setup_avoiding(&[]).await
+}
+
+/// [`setup`], dispersed while the hosters `avoided` took nothing (as if added later).
+async fn setup_avoiding(avoided: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (hosts, entries, set) = memory_hosters(7);
     let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);
@@ -36,11 +41,15 @@ async fn setup() -> Setup {
     cfg.durability = Durability::Os;
     let mut archive = Archive::open(cfg, MasterKey::from_bytes([7; 32]), set).unwrap();
     archive
+        .disperser()
+        .set_avoided(avoided.iter().map(|h| h.to_string()).collect());
+    archive
         .log_mut()
         .append_batch(&chain(300, 5, 3_000))
         .unwrap();
     archive.log_mut().seal_active().unwrap();
     archive.disperse_pending().await.unwrap();
+    archive.disperser().set_avoided(Vec::new());
     Setup {
         dir,
         hosts,
@@ -382,27 +391,8 @@ async fn gc_waits_while_a_sealed_segment_awaits_dispersal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_spreads_shards_onto_a_new_hoster() {
-    // Dispersed while h6 took nothing (as if added later).
-    let dir = tempfile::tempdir().unwrap();
-    let (hosts, entries, set) = memory_hosters(7);
-    let mut cfg = ArchiveConfig::new(dir.path().join("data"), entries);
-    cfg.segment_size_bytes = 128 * 1024;
-    cfg.durability = Durability::Os;
-    let mut archive = Archive::open(cfg, MasterKey::from_bytes([7; 32]), set).unwrap();
-    archive.disperser().set_avoided(vec!["h6".into()]);
-    archive
-        .log_mut()
-        .append_batch(&chain(300, 5, 3_000))
-        .unwrap();
-    archive.log_mut().seal_active().unwrap();
-    archive.disperse_pending().await.unwrap();
-    assert_eq!(hosts[6].shard_count(), 0);
-    let s = Setup {
-        dir,
-        hosts,
-        archive,
-    };
-    s.archive.disperser().set_avoided(Vec::new());
+    let s = setup_avoiding(&["h6"]).await;
+    assert_eq!(s.hosts[6].shard_count(), 0);
     AuditLog::open(&s.data_dir())
         .unwrap()
         .request_rebalance(1)

@@ -2,11 +2,9 @@
 //! changes), it appends to the archive log, and the archive's operations service
 //! (`archiver::ops`) disperses, verifies, heals and raises the prune watermark.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use archiver::ed25519_dalek::VerifyingKey;
 use archiver::ops::{OpsHandle, OpsOptions, OpsService, OpsStatus, SystemClock};
 use archiver::record::{BlockRecord, StateChange};
 use archiver::{Archive, ArchiveMetrics, HistoryReader};
@@ -21,8 +19,6 @@ pub struct ArchivePluginOptions {
     pub history_cache_bytes: usize,
     /// The operations service the plugin runs (maintenance, health, audits, repair, GC).
     pub ops: OpsOptions,
-    /// Challenge identities of the hosters to audit (those without one are not audited).
-    pub hoster_keys: BTreeMap<String, VerifyingKey>,
     /// Where the service and the history reader publish their figures; None: nowhere.
     pub metrics: Option<ArchiveMetrics>,
 }
@@ -32,7 +28,6 @@ impl Default for ArchivePluginOptions {
         Self {
             history_cache_bytes: archiver::history::HISTORY_CACHE_BYTES_DEFAULT,
             ops: OpsOptions::default(),
-            hoster_keys: BTreeMap::new(),
             metrics: None,
         }
     }
@@ -98,13 +93,7 @@ impl ArchivePlugin {
             archive.remote().clone(),
             opts.history_cache_bytes,
         );
-        let mut service = OpsService::new(
-            archive.disperser(),
-            archive.config().data_dir.clone(),
-            opts.hoster_keys,
-            opts.ops,
-            Arc::new(SystemClock::new()),
-        );
+        let mut service = OpsService::for_archive(&archive, opts.ops, Arc::new(SystemClock::new()));
         if let Some(m) = opts.metrics {
             reader = reader.with_metrics(m.clone());
             service = service.with_metrics(m);

@@ -72,8 +72,9 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
         }
         Action::List => {
             let loaded = ConfigFile::load(config)?;
+            let view = hosters::ArchiveView::open(config)?;
             for h in &loaded.archive.hosters {
-                let (placed, listed) = hosters::shards_on(config, &h.name).await?;
+                let (placed, listed) = view.shards_on(&h.name).await?;
                 let stored = stored(listed);
                 println!(
                     "{} {} domain={} placed={placed} stored={stored}",

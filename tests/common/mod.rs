@@ -27,3 +27,42 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `tests/clients/install.sh` (the real clients and the chopsticks peer, from the npm and
+/// PyPI registries; a no-op when already installed) and asserts it worked.
+pub fn install_clients() {
+    let install = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/install.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "installing the real clients failed (they come from the npm and PyPI registries):\n{}",
+        text(&install)
+    );
+}
+
+/// Bit rot on a running hoster's disk: a byte flipped every 64 KiB of its shard namespace's
+/// data log (namespace directories are named by their hex name), past the log's header.
+pub fn rot_shard_log(hoster_data_dir: &Path) {
+    use std::io::{Seek as _, Write as _};
+    let data = hoster_data_dir
+        .join(format!("ns-{}", hex::encode("poa-archive")))
+        .join("data");
+    let bytes = std::fs::read(&data).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    for at in (4096..bytes.len()).step_by(64 * 1024) {
+        file.seek(std::io::SeekFrom::Start(at as u64)).unwrap();
+        file.write_all(&[bytes[at] ^ 0x20]).unwrap();
+    }
+}

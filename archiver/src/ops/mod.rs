@@ -29,6 +29,6 @@ pub use gc::{collect_orphans, GcReport};
 pub use health::{HealthEvent, HealthPolicy, HealthTracker};
 pub use maintenance::{maintain_once, MaintenanceReport, ScrubCursor};
 pub use rebalance::{plan_moves, Move};
-pub use repair::{PlanInput, RepairBudget, RepairJob, RepairScheduler};
+pub use repair::{survey, PlanInput, RepairBudget, RepairJob, RepairScheduler, Survey};
 pub use service::{OpsHandle, OpsOptions, OpsService, OpsStatus};
 pub use sweep::{SweepDepth, Sweeps};

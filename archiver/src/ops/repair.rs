@@ -78,45 +78,74 @@ impl RepairScheduler {
     /// that cannot be rebuilt from the hosters that answer (fewer than k readable shards) are
     /// left out, so they never hold the budget from those that can.
     pub fn plan(&mut self, store: &Store, input: &PlanInput) -> Result<Vec<RepairJob>> {
-        let mut jobs = Vec::new();
-        for segment in 0..store.dispersed_next()? {
-            let (Some(manifest), Some(placement)) =
-                (store.manifest(segment)?, store.placement(segment)?)
-            else {
-                continue;
-            };
-            let (mut shards, mut unreadable) = (Vec::new(), 0i64);
-            for (i, holder) in placement.hosters.iter().enumerate() {
-                let lost = holder.as_ref().is_none_or(|h| input.is_gone(h));
-                let marked = input.marked.contains(&(segment, i));
-                let draining = holder.as_ref().is_some_and(|h| input.draining.contains(h));
-                if lost || marked {
-                    unreadable += 1;
-                }
-                if lost || marked || draining {
-                    shards.push(i);
-                }
-            }
-            let redundancy_left = i64::from(manifest.parity_shards) - unreadable;
-            if shards.is_empty() || redundancy_left < 0 {
-                continue;
-            }
-            jobs.push(RepairJob {
-                segment,
-                shard_bytes: manifest.shard_bytes,
-                bytes: (u64::from(manifest.data_shards) + shards.len() as u64)
-                    * manifest.shard_bytes,
-                redundancy_left,
-                shards,
-            });
-        }
+        Ok(self.order(survey(store, input)?.jobs))
+    }
+
+    /// `jobs` least redundancy left first, ties in seeded order.
+    pub fn order(&mut self, jobs: Vec<RepairJob>) -> Vec<RepairJob> {
         let mut keyed: Vec<(i64, u64, RepairJob)> = jobs
             .into_iter()
             .map(|j| (j.redundancy_left, self.rng.gen::<u64>(), j))
             .collect();
         keyed.sort_by_key(|(left, tie, _)| (*left, *tie));
-        Ok(keyed.into_iter().map(|(_, _, j)| j).collect())
+        keyed.into_iter().map(|(_, _, j)| j).collect()
     }
+}
+
+/// What one scan of the placements found.
+#[derive(Clone, Debug, Default)]
+pub struct Survey {
+    /// Segments with a shard to rebuild that can be rebuilt, in segment order.
+    pub jobs: Vec<RepairJob>,
+    /// Segments by how many more shards each may lose (index = redundancy left).
+    pub by_left: Vec<u64>,
+    /// Segments with fewer than k shards on hosters that answer.
+    pub unreadable: u64,
+}
+
+/// Scans every dispersed segment once: what to rebuild, and the redundancy left, counting
+/// shards on lost or unconfigured hosters and marked ones as gone.
+pub fn survey(store: &Store, input: &PlanInput) -> Result<Survey> {
+    let mut out = Survey::default();
+    for segment in 0..store.dispersed_next()? {
+        let (Some(manifest), Some(placement)) =
+            (store.manifest(segment)?, store.placement(segment)?)
+        else {
+            continue;
+        };
+        let (mut shards, mut unreadable) = (Vec::new(), 0i64);
+        for (i, holder) in placement.hosters.iter().enumerate() {
+            let lost = holder.as_ref().is_none_or(|h| input.is_gone(h));
+            let marked = input.marked.contains(&(segment, i));
+            let draining = holder.as_ref().is_some_and(|h| input.draining.contains(h));
+            if lost || marked {
+                unreadable += 1;
+            }
+            if lost || marked || draining {
+                shards.push(i);
+            }
+        }
+        let redundancy_left = i64::from(manifest.parity_shards) - unreadable;
+        let Ok(left) = usize::try_from(redundancy_left) else {
+            out.unreadable += 1;
+            continue;
+        };
+        if out.by_left.len() <= left {
+            out.by_left.resize(left + 1, 0);
+        }
+        out.by_left[left] += 1;
+        if shards.is_empty() {
+            continue;
+        }
+        out.jobs.push(RepairJob {
+            segment,
+            shard_bytes: manifest.shard_bytes,
+            bytes: (u64::from(manifest.data_shards) + shards.len() as u64) * manifest.shard_bytes,
+            redundancy_left,
+            shards,
+        });
+    }
+    Ok(out)
 }
 
 /// A token bucket of repair bytes, refilled by the clock.

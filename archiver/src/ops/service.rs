@@ -27,7 +27,7 @@ use super::health::{HealthPolicy, HealthTracker};
 use super::maintenance::{maintain_once, ScrubCursor};
 use super::rebalance::plan_moves;
 use super::repair::{
-    PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
+    survey, PlanInput, RepairBudget, RepairJob, RepairScheduler, REPAIR_BYTES_PER_SEC_DEFAULT,
 };
 use super::sweep::Sweeps;
 
@@ -263,6 +263,18 @@ impl OpsService {
         }
     }
 
+    /// The service for `archive` as its config describes it: audits every hoster with a
+    /// `public_key` (one that does not parse is logged and not audited), the audit store in its
+    /// data directory.
+    pub fn for_archive(archive: &crate::Archive, opts: OpsOptions, clock: Arc<dyn Clock>) -> Self {
+        let (keys, bad) = crate::audit::hoster_keys(&archive.config().hosters);
+        for (name, why) in bad {
+            tracing::warn!(hoster = %name, error = %why, "public_key does not parse: not audited");
+        }
+        let data_dir = archive.config().data_dir.clone();
+        Self::new(archive.disperser(), data_dir, keys, opts, clock)
+    }
+
     /// Publishes what the service sees as Prometheus families (heights, redundancy, repair
     /// queue, hoster health and bytes, challenges, GC).
     pub fn with_metrics(mut self, metrics: ArchiveMetrics) -> Self {
@@ -370,9 +382,11 @@ impl OpsService {
         self.watch(now).await?;
         self.drop_stale_marks().await?;
         let input = self.plan_input();
+        let found = survey(self.disperser.store(), &input)?;
+        let (by_left, unreadable) = (found.by_left, found.unreadable);
         let jobs: Vec<RepairJob> = self
             .scheduler
-            .plan(self.disperser.store(), &input)?
+            .order(found.jobs)
             .into_iter()
             .filter(|j| {
                 self.retry_after_ms
@@ -382,13 +396,17 @@ impl OpsService {
             .collect();
         self.publish_queue(&jobs);
         let repaired = self.run_jobs(&jobs, now).await;
-        if !repaired.is_empty() {
+        if repaired.is_empty() {
+            self.publish_redundancy(by_left, unreadable);
+        } else {
             if let Err(e) = unmark(self.data_dir.clone(), repaired).await {
                 tracing::debug!(error = %e, "marks cleared next pass");
             }
             self.gc_soon(now);
+            // Placements changed: count again from what the repairs left.
+            let after = survey(self.disperser.store(), &input)?;
+            self.publish_redundancy(after.by_left, after.unreadable);
         }
-        self.count_redundancy(&input)?;
         if self.control.rebalance && jobs.is_empty() && input.is_empty() && self.sweeps.is_empty() {
             self.rebalance_step(now).await?;
         }

@@ -3,7 +3,7 @@
 
 use crate::metrics::HeightStatus;
 
-use super::super::repair::{PlanInput, RepairJob};
+use super::super::repair::RepairJob;
 use super::OpsService;
 
 impl OpsService {
@@ -54,33 +54,9 @@ impl OpsService {
         });
     }
 
-    /// Segments by redundancy left, counting shards on lost hosters and marked ones as gone; a
-    /// segment with fewer than k left is counted apart (unreadable until a hoster returns).
-    pub(super) fn count_redundancy(&self, input: &PlanInput) -> crate::Result<()> {
-        let store = self.disperser.store();
-        let (mut by_left, mut unreadable): (Vec<u64>, u64) = (Vec::new(), 0);
-        for segment in 0..store.dispersed_next()? {
-            let (Some(m), Some(p)) = (store.manifest(segment)?, store.placement(segment)?) else {
-                continue;
-            };
-            let good = p
-                .hosters
-                .iter()
-                .enumerate()
-                .filter(|(i, h)| {
-                    h.as_ref().is_some_and(|h| !input.is_gone(h))
-                        && !input.marked.contains(&(segment, *i))
-                })
-                .count();
-            let Some(left) = good.checked_sub(m.data_shards as usize) else {
-                unreadable += 1;
-                continue;
-            };
-            if by_left.len() <= left {
-                by_left.resize(left + 1, 0);
-            }
-            by_left[left] += 1;
-        }
+    /// Segments by redundancy left (`repair::survey`), and those below k, into the status and
+    /// the families.
+    pub(super) fn publish_redundancy(&self, by_left: Vec<u64>, unreadable: u64) {
         if let Some(m) = &self.metrics {
             m.set_redundancy(&by_left);
             m.set_unreadable(unreadable);
@@ -89,6 +65,5 @@ impl OpsService {
             s.segments_by_redundancy = by_left;
             s.segments_unreadable = unreadable;
         });
-        Ok(())
     }
 }
