@@ -27,6 +27,7 @@ pub mod synthetic;
 pub use substrate::{
     blake2_256, extrinsics_root, extrinsics_root_of_encoded, Block, ChainFormatError,
     ConsensusEngineId, Digest, DigestItem, GrandpaJustification, Hash, Header, Justification,
-    Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID,
+    Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID, METADATA_KEY, RESERVED_KEY_PREFIX,
+    RUNTIME_VERSION_KEY,
 };
 pub use synthetic::{SyntheticBlock, SyntheticChain};

@@ -26,6 +26,18 @@ pub const AURA_ENGINE_ID: ConsensusEngineId = *b"aura";
 /// Engine id of GRANDPA, the finality gadget whose justifications prove a block final.
 pub const GRANDPA_ENGINE_ID: ConsensusEngineId = *b"FRNK";
 
+/// Prefix of the state keys the archive reserves for what it keeps about the chain itself. No
+/// Substrate key starts with it (pallet keys start with a `twox128` hash; well-known keys are
+/// `:code`, `:heappages`, `:child_storage:`...), and the state RPC never lists it.
+pub const RESERVED_KEY_PREFIX: &[u8] = b":archiver:";
+/// State key holding the runtime version in force (Substrate's `RuntimeVersion` JSON, UTF-8).
+/// Written at genesis and at every runtime-version change, so the state-history index answers
+/// `state_getRuntimeVersion` at any archived block.
+pub const RUNTIME_VERSION_KEY: &[u8] = b":archiver:runtime_version";
+/// State key holding the runtime metadata in force (`RuntimeMetadataPrefixed` bytes, as
+/// `state_getMetadata` returns them); written with the runtime version it belongs to.
+pub const METADATA_KEY: &[u8] = b":archiver:metadata";
+
 /// BLAKE2b with a 256-bit output, Substrate's `blake2_256`.
 pub fn blake2_256(data: &[u8]) -> Hash {
     Blake2b::<U32>::digest(data).into()
