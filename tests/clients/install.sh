@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real third-party clients used by the client checks in this folder:
 #   @polkadot/api + @polkadot/rpc-provider (npm) and substrate-interface (PyPI, in a venv);
-# and a real Substrate runtime as a peer: chopsticks with Parity's Asset Hub spec (npm, in peer/).
+# and a real Substrate runtime as a peer: chopsticks with Parity's Asset Hub spec (npm, in peer/);
+# and subxt 0.51 (crates.io) in the small checker crate tests/clients/subxt.
 # Idempotent: each part is skipped when already installed at the pinned version.
 #
 # usage: tests/clients/install.sh
@@ -11,6 +12,7 @@ set -euo pipefail
 POLKADOT_VERSION=16.5.6
 SUBSTRATE_INTERFACE_VERSION=1.8.1
 DIR="${POA_CLIENTS_DIR:-$HOME/.cache/poa-archiver/clients}"
+SUBXT_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/subxt"
 
 log() { echo "install.sh: $*"; }
 
@@ -99,6 +101,12 @@ else
     log "npm: installed chopsticks@$chop_v (Asset Hub spec in $PEER/spec.json)"
 fi
 
+# --- crates.io: subxt 0.51 (tests/clients/subxt), built once into $DIR/subxt-target ------------
+# Its own crate and lockfile, so subxt's dependency tree never compiles into the other test targets.
+log "cargo: building subxt-check (subxt 0.51) into $DIR/subxt-target (no-op when up to date)"
+cargo build --quiet --locked --manifest-path "$SUBXT_SRC/Cargo.toml" --target-dir "$DIR/subxt-target"
+
 log "done: POA_CLIENTS_DIR=$DIR"
 log "  node tests/clients/polkadot_check.mjs WS_URL EXPECTED_JSON"
 log "  $DIR/venv/bin/python tests/clients/substrate_check.py WS_URL EXPECTED_JSON"
+log "  $DIR/subxt-target/debug/subxt-check WS_URL NUMBER [ACCOUNT_HEX ...]"
