@@ -13,6 +13,7 @@
 //! - [`rpc`]: Substrate-compatible JSON-RPC over the node and the archive; [`follow`]: archiving
 //!   a node reached only over RPC; [`sync`]: new-validator sync from the hosters.
 
+pub mod archived_calls;
 pub mod chain_db;
 pub mod consensus;
 pub mod follow;
