@@ -367,6 +367,20 @@ impl Store {
         Ok(())
     }
 
+    /// Indexes one block's state changes into `batch` (called by the log append, by the
+    /// backfill, and by the gateway's catalog builder). Blocks are indexed in order.
+    ///
+    /// Placeholder with the design's signature (issue 12): the state-history index lands with
+    /// its own branch; until then nothing is indexed.
+    pub fn index_state_changes(
+        &self,
+        _batch: &mut Batch,
+        _number: u64,
+        _changes: &[crate::record::StateChange],
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// The chain's current state value at `key`.
     pub fn state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get(CF_STATE, key)
