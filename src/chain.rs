@@ -316,6 +316,7 @@ pub async fn start_gateway(
         }
         Err(e) => return Err(e).context("catalog the archive from the hosters"),
     }
+    crate::release_freed_memory();
     let follow = gateway.spawn_follow(args.poll_interval_ms);
     Ok(RunningGateway { gateway, follow })
 }

@@ -196,6 +196,12 @@ impl Gateway {
             self.catalog_range(next, upto, &mut report).await?;
         }
         self.catalog_probing(&mut report).await?;
+        if report.segments > 0 {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|e| ArchiveError::Task(e.to_string()))??;
+        }
         report.secs = started.elapsed().as_secs_f64();
         Ok(report)
     }

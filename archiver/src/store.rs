@@ -230,6 +230,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes every column family's memtable to disk, releasing its memory: a bulk writer (the
+    /// gateway's catalog build) calls it once done, so the memtables do not sit in its RSS.
+    pub fn flush(&self) -> Result<()> {
+        for name in CFS {
+            self.db
+                .flush_cf(self.cf(name)?)
+                .map_err(ArchiveError::db("flush"))?;
+        }
+        Ok(())
+    }
+
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
