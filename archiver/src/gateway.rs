@@ -245,7 +245,9 @@ impl Gateway {
         let mut reads = stream::iter(first..=last)
             .map(|segment| {
                 let remote = self.remote.clone();
-                tokio::spawn(async move { read_segment(&remote, segment).await })
+                AbortOnDrop(tokio::spawn(
+                    async move { read_segment(&remote, segment).await },
+                ))
             })
             .buffered(GATEWAY_SEGMENTS_INFLIGHT);
         while let Some(joined) = reads.next().await {
@@ -301,6 +303,27 @@ impl Gateway {
         report.segments += 1;
         report.blocks += blocks;
         Ok(())
+    }
+}
+
+/// A spawned read that stops when its handle is dropped: a catch-up that ends early (an error,
+/// the gateway shutting down) leaves no segment read running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -597,6 +620,39 @@ mod tests {
         assert_eq!(
             gw.reader().block(5).await.unwrap().unwrap(),
             record_at(&w, 5).await
+        );
+    }
+
+    /// With more than m hosters down a new segment cannot be read: cataloging stops before it
+    /// with an error naming it, what was cataloged stays, and a later poll picks it up.
+    #[tokio::test]
+    async fn an_unreadable_segment_waits_for_the_next_poll() {
+        let mut w = Writer::new();
+        w.append(100, true).await;
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::open(w.remote.clone(), Some(&dir.path().join("c")), 0, None).unwrap();
+        gw.catch_up().await.unwrap();
+        let before = gw.segments().unwrap();
+        w.append(60, true).await;
+        for h in &w.hosts[..3] {
+            h.set_down(true);
+        }
+        let e = gw.poll().await.unwrap_err();
+        assert!(
+            matches!(e, ArchiveError::NotEnoughShards { segment, .. } if segment == before),
+            "{e}"
+        );
+        assert_eq!(gw.segments().unwrap(), before);
+        assert!(gw.store().location(99).unwrap().is_some());
+        assert!(gw.store().location(100).unwrap().is_none());
+        for h in &w.hosts[..3] {
+            h.set_down(false);
+        }
+        let r = gw.poll().await.unwrap();
+        assert_eq!(r.blocks, 60, "{r:?}");
+        assert_eq!(
+            gw.reader().block(159).await.unwrap().unwrap(),
+            record_at(&w, 159).await
         );
     }
 
