@@ -251,7 +251,98 @@ pub async fn run_rpc(
     let metrics = crate::metrics::archive_metrics(metrics).await?;
     // Held until the server stops: it owns the secondary store's scratch directory.
     let view = ConfigFile::load(config)?.into_read_only_with(cache_mib, metrics.clone())?;
-    let chain_name = view
+    serve_history(view.reader().clone(), listen, metrics).await
+}
+
+/// `--stateless` of `archiver rpc` and `archiver mount`: where the gateway keeps its catalog
+/// and how often it looks for new segments.
+#[derive(Clone, Debug)]
+pub struct GatewayArgs {
+    /// Kept catalog directory; None: a fresh private one per run, removed on exit.
+    pub cache_dir: Option<PathBuf>,
+    pub poll_interval_ms: u64,
+}
+
+/// A running stateless gateway: the catalog caught up with the hosters and a task following them.
+pub struct RunningGateway {
+    pub gateway: std::sync::Arc<archiver::Gateway>,
+    follow: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Stops following; the catalog directory goes when the last reader lets go of it.
+    pub async fn stop(self) {
+        self.follow.abort();
+        let _ = self.follow.await;
+    }
+}
+
+/// Opens a stateless gateway from the config alone (hosters + key; the data directory is never
+/// touched), catalogs what the hosters hold, prints how long that took, and follows them.
+pub async fn start_gateway(
+    config: &Path,
+    args: &GatewayArgs,
+    cache_mib: usize,
+    metrics: Option<archiver::ArchiveMetrics>,
+) -> Result<RunningGateway> {
+    let remote = open_remote(config)?;
+    let gateway = archiver::Gateway::open(
+        remote,
+        args.cache_dir.as_deref(),
+        cache_mib.saturating_mul(1024 * 1024),
+        metrics,
+    )
+    .with_context(|| match &args.cache_dir {
+        // RocksDB locks its directory: two replicas cannot share one.
+        Some(dir) => format!(
+            "open the gateway's catalog in {} (each replica needs its own --cache-dir)",
+            dir.display()
+        ),
+        None => "open the gateway's catalog".to_string(),
+    })?;
+    let gateway = std::sync::Arc::new(gateway);
+    match gateway.catch_up().await {
+        Ok(r) => crate::announce(format_args!(
+            "cataloged {} segments ({} blocks) from the hosters in {:.2} s ({:.1} ms per segment) into {}",
+            r.segments,
+            r.blocks,
+            r.secs,
+            r.secs * 1e3 / r.segments.max(1) as f64,
+            gateway.dir().display()
+        )),
+        // What is cataloged is served; the follow loop retries the rest.
+        Err(e) if gateway.segments().unwrap_or(0) > 0 => {
+            tracing::warn!(error = %e, "gateway: cataloging stopped early (retrying while serving)")
+        }
+        Err(e) => return Err(e).context("catalog the archive from the hosters"),
+    }
+    crate::release_freed_memory();
+    let follow = gateway.spawn_follow(args.poll_interval_ms);
+    Ok(RunningGateway { gateway, follow })
+}
+
+/// `archiver rpc --stateless`: the history RPC from the hosters alone.
+pub async fn run_rpc_stateless(
+    config: &Path,
+    listen: SocketAddr,
+    cache_mib: usize,
+    metrics: Option<SocketAddr>,
+    args: &GatewayArgs,
+) -> Result<()> {
+    let metrics = crate::metrics::archive_metrics(metrics).await?;
+    let running = start_gateway(config, args, cache_mib, metrics.clone()).await?;
+    let served = serve_history(running.gateway.reader().clone(), listen, metrics).await;
+    running.stop().await;
+    served
+}
+
+/// Serves the history RPC over `reader` (and the store behind it) until SIGINT/SIGTERM.
+async fn serve_history(
+    reader: std::sync::Arc<archiver::HistoryReader>,
+    listen: SocketAddr,
+    metrics: Option<archiver::ArchiveMetrics>,
+) -> Result<()> {
+    let chain_name = reader
         .store()
         .state(node_plugin::node::CHAIN_SPEC_KEY)
         .ok()
@@ -260,9 +351,7 @@ pub async fn run_rpc(
         .map_or_else(|| "unknown".to_string(), |s| s.name);
     let backend = Backend {
         node: None,
-        archive: Some(ArchiveAccess {
-            reader: view.reader().clone(),
-        }),
+        archive: Some(ArchiveAccess { reader }),
         chain_name,
     };
     let (addr, server) = rpc::serve_with(listen, backend, rpc::RpcOptions { metrics })
@@ -271,6 +360,7 @@ pub async fn run_rpc(
     crate::announce(format_args!("rpc listening on {addr}"));
     shutdown_signal().await;
     let _ = server.stop();
+    server.stopped().await;
     Ok(())
 }
 

@@ -49,8 +49,30 @@ impl fuse_view::Presenter for SubstratePresenter {
     }
 }
 
-/// Mounts the config's archive at `mountpoint` until SIGINT/SIGTERM, then unmounts.
-pub async fn run(config: &Path, mountpoint: &Path, cache_mib: usize) -> Result<()> {
+/// What a mount reads: the archive beside its writer, or a stateless gateway over the hosters.
+/// Held while mounted: each owns the directory its store lives in.
+enum Source {
+    Beside(archiver::ReadOnlyArchive),
+    Gateway(crate::chain::RunningGateway),
+}
+
+impl Source {
+    fn reader(&self) -> Arc<archiver::HistoryReader> {
+        match self {
+            Self::Beside(view) => view.reader().clone(),
+            Self::Gateway(g) => g.gateway.reader().clone(),
+        }
+    }
+}
+
+/// Mounts the config's archive at `mountpoint` until SIGINT/SIGTERM, then unmounts; with
+/// `gateway`, from the hosters alone.
+pub async fn run(
+    config: &Path,
+    mountpoint: &Path,
+    cache_mib: usize,
+    gateway: Option<crate::chain::GatewayArgs>,
+) -> Result<()> {
     if fuse_view::is_stale_mount(mountpoint) {
         // Checked before opening anything, so the message is the first thing the user sees.
         return Err(fuse_view::MountError::StaleMount {
@@ -69,10 +91,23 @@ pub async fn run(config: &Path, mountpoint: &Path, cache_mib: usize) -> Result<(
             "--cache-mib holds fewer than two segments: reads of pruned blocks will be slow"
         );
     }
-    // Held while mounted: it owns the secondary store's scratch directory.
-    let view = loaded.into_read_only(cache_mib)?;
+    let source = match gateway {
+        None => Source::Beside(loaded.into_read_only(cache_mib)?),
+        Some(args) => {
+            Source::Gateway(crate::chain::start_gateway(config, &args, cache_mib, None).await?)
+        }
+    };
+    let served = serve_mount(source.reader(), mountpoint).await;
+    if let Source::Gateway(g) = source {
+        g.stop().await;
+    }
+    served
+}
+
+/// Mounts `reader`'s history and serves it until a signal or an unmount from outside.
+async fn serve_mount(reader: Arc<archiver::HistoryReader>, mountpoint: &Path) -> Result<()> {
     let fs = fuse_view::HistoryFs::new(
-        view.reader().clone(),
+        reader,
         Arc::new(SubstratePresenter),
         tokio::runtime::Handle::current(),
     );

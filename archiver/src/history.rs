@@ -145,6 +145,17 @@ impl HistoryReader {
         }
     }
 
+    /// Keeps a segment's verified plaintext in the cache (within its bound), as if just read
+    /// from the hosters: the gateway's catalog builder hands over what it already fetched.
+    pub fn cache_segment(&self, segment: u64, data: Arc<Vec<u8>>) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.put(segment, data, self.cache_bytes_max);
+            if let Some(m) = &self.metrics {
+                m.set_cache_bytes(c.bytes);
+            }
+        }
+    }
+
     /// The archived block `number`, or None when the archive has no such block.
     pub async fn block(&self, number: u64) -> Result<Option<BlockRecord>> {
         let Some(loc) = self.store.location(number)? else {

@@ -230,6 +230,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes every column family's memtable to disk, releasing its memory: a bulk writer (the
+    /// gateway's catalog build) calls it once done, so the memtables do not sit in its RSS.
+    pub fn flush(&self) -> Result<()> {
+        for name in CFS {
+            self.db
+                .flush_cf(self.cf(name)?)
+                .map_err(ArchiveError::db("flush"))?;
+        }
+        Ok(())
+    }
+
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
@@ -364,6 +375,20 @@ impl Store {
             Some(v) => batch.0.put_cf(cf, key, v),
             None => batch.0.delete_cf(cf, key),
         }
+        Ok(())
+    }
+
+    /// Indexes one block's state changes into `batch` (called by the log append, by the
+    /// backfill, and by the gateway's catalog builder). Blocks are indexed in order.
+    ///
+    /// Placeholder with the design's signature (issue 12): the state-history index lands with
+    /// its own branch; until then nothing is indexed.
+    pub fn index_state_changes(
+        &self,
+        _batch: &mut Batch,
+        _number: u64,
+        _changes: &[crate::record::StateChange],
+    ) -> Result<()> {
         Ok(())
     }
 
