@@ -133,7 +133,11 @@ fn polkadot(args: &[&str]) -> Value {
 }
 
 fn substrate_interface(args: &[&str]) -> Value {
-    client(&clients_dir().join("venv/bin/python"), "substrate_api.py", args)
+    client(
+        &clients_dir().join("venv/bin/python"),
+        "substrate_api.py",
+        args,
+    )
 }
 
 /// subxt's dynamic API reads each recorded block: the extrinsic's pallet and call, and the
@@ -163,7 +167,10 @@ fn subxt(ws: &str, records: &[Value]) {
             "subxt #{number}"
         );
         assert!(
-            x["fields"].as_str().unwrap().contains(r["args"][1].as_str().unwrap()),
+            x["fields"]
+                .as_str()
+                .unwrap()
+                .contains(r["args"][1].as_str().unwrap()),
             "subxt #{number}: {x}"
         );
         let acct = &got["accounts"][signer];
@@ -186,7 +193,10 @@ async fn wait_status(c: &HttpClient, what: &str, secs: u64, cond: impl Fn(&Value
         if cond(&s) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -206,8 +216,8 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
     let dir = tempfile::tempdir().unwrap();
     let _hosters: Vec<HosterProcess> = start_hosters(Path::new(EXE), dir.path(), 6, 3).unwrap();
     std::fs::create_dir_all(dir.path().join("node")).unwrap();
-    let cfg = write_cluster_config(&dir.path().join("node"), &_hosters, 4, 2, SEGMENT_BYTES)
-        .unwrap();
+    let cfg =
+        write_cluster_config(&dir.path().join("node"), &_hosters, 4, 2, SEGMENT_BYTES).unwrap();
     let data = dir.path().join("node-db");
     let retention = RETENTION.to_string();
     let node = Served::start(
@@ -234,9 +244,7 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
     polkadot(&["submit", &node.ws(), js.to_str().unwrap()]);
     substrate_interface(&["submit", &node.ws(), py.to_str().unwrap()]);
     let mut records: Vec<Value> = serde_json::from_slice(&std::fs::read(&js).unwrap()).unwrap();
-    records.extend(
-        serde_json::from_slice::<Vec<Value>>(&std::fs::read(&py).unwrap()).unwrap(),
-    );
+    records.extend(serde_json::from_slice::<Vec<Value>>(&std::fs::read(&py).unwrap()).unwrap());
     assert_eq!(records.len(), 6);
     let all = dir.path().join("records.json");
     std::fs::write(&all, serde_json::to_vec(&records).unwrap()).unwrap();
@@ -271,9 +279,12 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
         })
         .collect();
     for r in &replicas {
-        wait_status(&r.client(), "the replica holding the recorded blocks", 300, |s| {
-            s["archive"]["lastBlock"].as_u64().unwrap_or(0) > last
-        })
+        wait_status(
+            &r.client(),
+            "the replica holding the recorded blocks",
+            300,
+            |s| s["archive"]["lastBlock"].as_u64().unwrap_or(0) > last,
+        )
         .await;
         read_back(&r.ws(), &all, &records);
     }
