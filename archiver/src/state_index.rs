@@ -173,8 +173,8 @@ impl Store {
             batch.index = Some(pending);
             return Err(ArchiveError::IndexOutOfOrder { number, expected });
         }
-        let keys_cf = self.cf(CF_STATE_KEYS)?;
-        let history_cf = self.cf(CF_STATE_HISTORY)?;
+        let keys_cf = self.index_cf(CF_STATE_KEYS)?;
+        let history_cf = self.index_cf(CF_STATE_HISTORY)?;
         for change in changes {
             let id = match pending.new_keys.get(&change.key) {
                 Some(id) => *id,
@@ -269,11 +269,20 @@ impl Store {
         }
     }
 
+    /// One of the index's families. A secondary opened before its writer created them lacks
+    /// them although the writer may have indexed meanwhile: an error, not an empty answer.
+    fn index_cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| {
+            corrupt(
+                "state index",
+                &format!("family {name} is missing (opened before the writer created it?): reopen the store"),
+            )
+        })
+    }
+
     /// The id of a state key the index has seen.
     fn state_key_id(&self, key: &[u8]) -> Result<Option<u64>> {
-        let Some(cf) = self.db.cf_handle(CF_STATE_KEYS) else {
-            return Ok(None);
-        };
+        let cf = self.index_cf(CF_STATE_KEYS)?;
         match self
             .db
             .get_pinned_cf(cf, key)
@@ -286,7 +295,7 @@ impl Store {
 
     /// The last entry of key `key` (id `id`) at or before block `number`, with its block.
     fn state_entry_at(&self, key: &[u8], id: u64, number: u64) -> Result<Option<(u64, Entry)>> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_STATE_HISTORY)?);
+        let mut it = self.db.raw_iterator_cf(self.index_cf(CF_STATE_HISTORY)?);
         entry_at(&mut it, key, id, number)
     }
 
@@ -305,8 +314,8 @@ impl Store {
         if count == 0 {
             return Ok(out);
         }
-        let mut keys = self.db.raw_iterator_cf(self.cf(CF_STATE_KEYS)?);
-        let mut history = self.db.raw_iterator_cf(self.cf(CF_STATE_HISTORY)?);
+        let mut keys = self.db.raw_iterator_cf(self.index_cf(CF_STATE_KEYS)?);
+        let mut history = self.db.raw_iterator_cf(self.index_cf(CF_STATE_HISTORY)?);
         match start_after {
             Some(after) if after >= prefix => keys.seek(after),
             _ => keys.seek(prefix),
@@ -337,7 +346,7 @@ impl Store {
     pub fn state_index_disk_bytes(&self) -> Result<u64> {
         let mut total = 0;
         for name in [CF_STATE_KEYS, CF_STATE_HISTORY] {
-            let cf = self.cf(name)?;
+            let cf = self.index_cf(name)?;
             self.db.flush_cf(cf).map_err(ArchiveError::db(name))?;
             total += self
                 .db

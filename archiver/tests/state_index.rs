@@ -369,3 +369,33 @@ fn drop_state_index(s: &Setup) {
     drop(db);
     assert!(s.dir.path().exists());
 }
+
+/// The operations pass backfills an archive written before the index, its pruned segments
+/// read from the hosters, and reports how far the index got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_pass_backfills_an_old_archive() {
+    let mut rng = StdRng::seed_from_u64(SEED + 1);
+    let keys = key_pool(&mut rng);
+    let s = Setup::new();
+    let mut states = Vec::new();
+    let records = blocks(&mut rng, &keys, 0, 80, [0; 32], &mut states);
+    let mut archive = s.open();
+    append_and_prune(&mut archive, &mut rng, &records).await;
+    assert!(archive.store().local_segments_pruned_below().unwrap() > 0);
+    drop(archive);
+    drop_state_index(&s);
+
+    let archive = s.open();
+    let reader = s.reader(&archive);
+    assert!(matches!(
+        reader.storage_at(b"a", 79).await,
+        Err(ArchiveError::NotIndexed {
+            number: 79,
+            indexed_next: 0
+        })
+    ));
+    let report = archiver::ops::maintain_once(&archive.disperser(), None, 2).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.indexed_next, Some(80));
+    check_against_model(&reader, &keys, &states, 0..80).await;
+}
