@@ -12,6 +12,7 @@ use crate::codec::{self, EncodedSegment, SegmentIdentity};
 use crate::config::{ArchiveConfig, Compression};
 use crate::error::{ArchiveError, Result};
 use crate::fs::{FileLayer, OsFiles};
+use crate::history::HistoryReader;
 use crate::hosters::{HosterSet, ShardHost};
 use crate::keys::MasterKey;
 use crate::log::{segment_file_name, BlockLog};
@@ -77,6 +78,10 @@ pub struct ScrubReport {
     pub unreachable: Vec<(String, String)>,
 }
 
+/// Segments the state-index backfill keeps cached: it reads pruned segments in order, so one
+/// suffices; two leave room for a segment a little over the size threshold.
+pub const BACKFILL_CACHE_SEGMENTS: usize = 2;
+
 /// Names of the metadata records of one segment, for reports.
 const RECORD_KINDS: [&str; 3] = ["manifest", "placement", "head"];
 
@@ -104,6 +109,8 @@ struct DisperserInner {
     lock: tokio::sync::Mutex<()>,
     /// Hosters that get no new shard (lost or draining; set by the operations layer).
     avoided: std::sync::RwLock<Vec<String>>,
+    /// Reads the records the state-index backfill indexes (local log, else the hosters).
+    backfill_reader: HistoryReader,
 }
 
 impl std::fmt::Debug for Disperser {
@@ -142,11 +149,19 @@ impl Archive {
             files,
         )?;
         let key = Arc::new(key);
+        let remote = RemoteArchive::new(key.clone(), hosters);
+        let backfill_reader = HistoryReader::new(
+            log.store().clone(),
+            log.dir().to_path_buf(),
+            remote.clone(),
+            BACKFILL_CACHE_SEGMENTS * cfg.segment_size_bytes as usize,
+        );
         let disperser = Disperser {
             inner: Arc::new(DisperserInner {
                 segments_dir: log.dir().to_path_buf(),
                 store: log.store().clone(),
-                remote: RemoteArchive::new(key.clone(), hosters),
+                remote,
+                backfill_reader,
                 pool: ShardPool::default(),
                 lock: tokio::sync::Mutex::new(()),
                 avoided: std::sync::RwLock::default(),
@@ -237,6 +252,20 @@ impl Disperser {
 
     pub fn config(&self) -> &ArchiveConfig {
         &self.inner.cfg
+    }
+
+    /// Indexes archived blocks the state index does not cover yet, up to `steps` bounded steps
+    /// (see [`crate::state_index::backfill_state_index`]).
+    pub async fn backfill_state_index(
+        &self,
+        steps: usize,
+    ) -> Result<crate::state_index::BackfillProgress> {
+        crate::state_index::backfill_state_index(
+            &self.inner.backfill_reader,
+            steps,
+            crate::state_index::BACKFILL_STEP_BYTES,
+        )
+        .await
     }
 
     /// Hosters that must get no new shard from dispersal or repair (lost or draining). A hoster

@@ -42,6 +42,18 @@ pub enum ArchiveError {
     },
     #[error("block {number} is not in the archive")]
     BlockNotFound { number: u64 },
+    #[error("block {number} is beyond the archive's head ({})", last_block(.last))]
+    BeyondHead { number: u64, last: Option<u64> },
+    #[error("the state after block {number} is not indexed yet: the state index covers blocks below {indexed_next} and catches up in the background")]
+    NotIndexed { number: u64, indexed_next: u64 },
+    #[error("block {number}'s state changes cannot be indexed: the state index expects block {expected} next")]
+    IndexOutOfOrder { number: u64, expected: u64 },
+    #[error("state index entry of key {key} at block {number} is invalid: {reason}")]
+    StateIndexCorrupt {
+        key: String,
+        number: u64,
+        reason: String,
+    },
     #[error("segment file {path} is corrupt at byte {offset}: {reason}")]
     SegmentFileCorrupt {
         path: PathBuf,
@@ -126,6 +138,13 @@ pub enum ArchiveError {
     Codec(String),
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+fn last_block(last: &Option<u64>) -> String {
+    match last {
+        Some(n) => format!("last archived block: {n}"),
+        None => "it holds no block yet".into(),
+    }
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;

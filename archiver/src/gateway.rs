@@ -36,9 +36,9 @@ const CATALOG_DIR: &str = "catalog";
 /// Beside it: the catalog layout version it was built with. Derived and disposable, a catalog of
 /// another version is deleted and rebuilt from the hosters rather than migrated.
 const CATALOG_VERSION_FILE: &str = "catalog.version";
-/// 1: catalog, hash index, state, sealed segments, manifests, placements, watermarks and
-/// whatever `Store::index_state_changes` writes. Bump when any of those changes.
-pub const CATALOG_VERSION: u32 = 1;
+/// 1: catalog, hash index, state, sealed segments, manifests, placements, watermarks; 2: plus
+/// the state-history index (`specs/state-index.md`). Bump when any of those changes.
+pub const CATALOG_VERSION: u32 = 2;
 /// Name prefix of a default (per-run) cache directory; the archive identity follows.
 const CACHE_DIR_PREFIX: &str = "archiver-gateway-";
 /// Key-derivation context of the archive identity that names default cache directories.

@@ -1,5 +1,5 @@
 //! The chain-agnostic archive: finalized blocks appended to a local append-only log (RocksDB
-//! catalog and current state beside it), sealed segments encrypted (AES-256-GCM), Reed-Solomon
+//! catalog, current state and state-history index beside it), sealed segments encrypted (AES-256-GCM), Reed-Solomon
 //! coded into k+m shards with Merkle roots, dispersed to independent hosters with hash-chained
 //! manifests, and restored, verified and repaired from the hosters alone.
 //!
@@ -24,6 +24,7 @@ pub mod read_only;
 pub mod record;
 pub mod remote;
 pub mod restore;
+pub mod state_index;
 pub mod status;
 pub mod store;
 pub mod testing;
@@ -41,4 +42,5 @@ pub use read_only::ReadOnlyArchive;
 pub use record::{BlockRecord, StateChange};
 pub use remote::RemoteArchive;
 pub use restore::{restore, LostSegment, RestoreFormat, RestoreReport};
+pub use state_index::{backfill_state_index, BackfillProgress};
 pub use status::Status;

@@ -2,7 +2,8 @@
 //! threshold, indexed in the local store, and recovered after a crash.
 //!
 //! Order of writes for one append batch: record bytes to the segment file (fsynced under
-//! `Durability::Fsync`), then one atomic RocksDB batch (catalog, hash index, state changes, log head).
+//! `Durability::Fsync`), then one atomic RocksDB batch (catalog, hash index, state changes, their
+//! state-history index entries while the index is caught up, log head).
 //! A crash between the two leaves records beyond the catalog's end; `open` replays them. A crash in
 //! the middle of a record leaves a torn tail; `open` truncates it. So every block whose append
 //! returned is present exactly once after any crash.
@@ -342,11 +343,18 @@ impl BlockLog {
         Ok(())
     }
 
+    /// Catalogs a record and applies its state changes; indexes them into the state history in
+    /// the same batch when the index has caught up (else the backfill will).
     fn index_record(&self, batch: &mut Batch, rec: &BlockRecord, loc: &Location) -> Result<()> {
+        let history = self.store.index_caught_up(batch, rec.number)?;
         self.store.put_location(batch, rec.number, loc)?;
         for change in &rec.changes {
             self.store
                 .put_state(batch, &change.key, change.value.as_deref())?;
+        }
+        if history {
+            self.store
+                .index_state_changes(batch, rec.number, &rec.changes)?;
         }
         Ok(())
     }

@@ -1,18 +1,22 @@
 //! The local RocksDB store: catalog (number → location), hash index, sealed-segment records,
-//! manifests, placements, watermarks and the chain's current state.
+//! manifests, placements, watermarks, the chain's current state and the state-history index
+//! (its layout and reads are in `state_index`).
 //!
 //! The segment log is the write-ahead log of everything here that a block produces: catalog entries
 //! and state changes are replayed from it after a crash, so per-block writes need no fsync of their
 //! own. Seal and dispersal records are written synced.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 use crate::error::{ArchiveError, Result};
 use crate::manifest::{Manifest, Placement};
 use crate::record::{hash_at, u32_at, u64_at};
+use crate::state_index::{IndexPending, CF_STATE_HISTORY, CF_STATE_KEYS};
 
 const CF_CATALOG: &str = "catalog";
 const CF_HASHES: &str = "hashes";
@@ -20,8 +24,8 @@ const CF_SEGMENTS: &str = "segments";
 const CF_MANIFESTS: &str = "manifests";
 const CF_PLACEMENT: &str = "placement";
 const CF_STATE: &str = "state";
-const CF_META: &str = "meta";
-const CFS: [&str; 7] = [
+pub(crate) const CF_META: &str = "meta";
+const CFS: [&str; 9] = [
     CF_CATALOG,
     CF_HASHES,
     CF_SEGMENTS,
@@ -29,7 +33,13 @@ const CFS: [&str; 7] = [
     CF_PLACEMENT,
     CF_STATE,
     CF_META,
+    CF_STATE_KEYS,
+    CF_STATE_HISTORY,
 ];
+/// Bloom filter bits per key of the state-key family: every indexed change and every historical
+/// read looks a key up there, most of them (new keys, keys never written) absent; 10 bits give
+/// ~1% false positives.
+const STATE_KEYS_BLOOM_BITS: f64 = 10.0;
 
 const META_KEY_CHECK: &[u8] = b"key_check";
 const META_LOG_HEAD: &[u8] = b"log_head";
@@ -159,7 +169,7 @@ impl SealedSegment {
     }
 }
 
-fn corrupt(context: &'static str, reason: &str) -> ArchiveError {
+pub(crate) fn corrupt(context: &'static str, reason: &str) -> ArchiveError {
     ArchiveError::DbCorrupt {
         context,
         reason: reason.into(),
@@ -172,13 +182,21 @@ fn be(n: u64) -> [u8; 8] {
 
 /// A batch of writes that lands atomically.
 #[derive(Default)]
-pub struct Batch(WriteBatch);
+pub struct Batch {
+    pub(crate) wb: WriteBatch,
+    /// The state-index writes this batch carries: where they start (checked at commit) and the
+    /// key ids they allocated.
+    pub(crate) index: Option<IndexPending>,
+}
 
 /// The local RocksDB database.
 pub struct Store {
-    db: DB,
+    pub(crate) db: DB,
     /// Opened as a RocksDB secondary (read-only follower of another process's primary).
     secondary: bool,
+    /// Serialises commits that carry state-index writes (the log's appends, the backfill), so each
+    /// can check that the index did not move since its batch was built.
+    pub(crate) index_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -195,13 +213,20 @@ impl Store {
         // The catalog is small per block; keep RocksDB's own memory modest (RSS bound).
         opts.set_write_buffer_size(16 * 1024 * 1024);
         opts.set_max_write_buffer_number(2);
-        let cfs = CFS
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            if *name == CF_STATE_KEYS {
+                let mut table = BlockBasedOptions::default();
+                table.set_bloom_filter(STATE_KEYS_BLOOM_BITS, false);
+                cf_opts.set_block_based_table_factory(&table);
+            }
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(ArchiveError::db("open"))?;
         Ok(Arc::new(Self {
             db,
             secondary: false,
+            index_lock: Mutex::new(()),
         }))
     }
 
@@ -212,11 +237,18 @@ impl Store {
         let mut opts = Options::default();
         // Secondaries must keep every file open: the primary may delete them meanwhile.
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_as_secondary(&opts, path, scratch, CFS)
+        // Only the families the primary created: one written by an older version lacks the
+        // state index, which then reads as not indexed instead of failing the open.
+        let existing = DB::list_cf(&opts, path).map_err(ArchiveError::db("list families"))?;
+        let cfs = CFS
+            .iter()
+            .filter(|name| existing.iter().any(|e| e == *name));
+        let db = DB::open_cf_as_secondary(&opts, path, scratch, cfs)
             .map_err(ArchiveError::db("open secondary"))?;
         Ok(Arc::new(Self {
             db,
             secondary: true,
+            index_lock: Mutex::new(()),
         }))
     }
 
@@ -241,13 +273,13 @@ impl Store {
         Ok(())
     }
 
-    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+    pub(crate) fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| corrupt("open", "column family missing"))
     }
 
-    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
             .get_cf(self.cf(cf)?, key)
             .map_err(ArchiveError::db(cf))
@@ -256,8 +288,12 @@ impl Store {
     fn write(&self, batch: Batch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        let _index_writer = match &batch.index {
+            Some(pending) => Some(self.check_index_base(pending)?),
+            None => None,
+        };
         self.db
-            .write_opt(batch.0, &opts)
+            .write_opt(batch.wb, &opts)
             .map_err(ArchiveError::db("write"))
     }
 
@@ -278,7 +314,7 @@ impl Store {
             }),
             None => {
                 let mut b = Batch::default();
-                b.0.put_cf(self.cf(CF_META)?, META_KEY_CHECK, check);
+                b.wb.put_cf(self.cf(CF_META)?, META_KEY_CHECK, check);
                 self.commit_synced(b)
             }
         }
@@ -293,17 +329,17 @@ impl Store {
 
     pub fn put_log_head(&self, batch: &mut Batch, head: &LogHead) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_META)?, META_LOG_HEAD, head.encode());
         Ok(())
     }
 
     pub fn put_location(&self, batch: &mut Batch, number: u64, loc: &Location) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_CATALOG)?, be(number), loc.encode());
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_HASHES)?, loc.hash, number.to_le_bytes());
         Ok(())
     }
@@ -326,6 +362,22 @@ impl Store {
     pub fn first_number(&self) -> Result<Option<u64>> {
         let cf = self.cf(CF_CATALOG)?;
         match self.db.iterator_cf(cf, IteratorMode::Start).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item.map_err(ArchiveError::db("catalog scan"))?;
+                let k: [u8; 8] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("catalog", "key length"))?;
+                Ok(Some(u64::from_be_bytes(k)))
+            }
+        }
+    }
+
+    /// The highest block number in the catalog (the archive's head), if any.
+    pub fn last_number(&self) -> Result<Option<u64>> {
+        let cf = self.cf(CF_CATALOG)?;
+        match self.db.iterator_cf(cf, IteratorMode::End).next() {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(ArchiveError::db("catalog scan"))?;
@@ -372,23 +424,9 @@ impl Store {
     pub fn put_state(&self, batch: &mut Batch, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         let cf = self.cf(CF_STATE)?;
         match value {
-            Some(v) => batch.0.put_cf(cf, key, v),
-            None => batch.0.delete_cf(cf, key),
+            Some(v) => batch.wb.put_cf(cf, key, v),
+            None => batch.wb.delete_cf(cf, key),
         }
-        Ok(())
-    }
-
-    /// Indexes one block's state changes into `batch` (called by the log append, by the
-    /// backfill, and by the gateway's catalog builder). Blocks are indexed in order.
-    ///
-    /// Placeholder with the design's signature (issue 12): the state-history index lands with
-    /// its own branch; until then nothing is indexed.
-    pub fn index_state_changes(
-        &self,
-        _batch: &mut Batch,
-        _number: u64,
-        _changes: &[crate::record::StateChange],
-    ) -> Result<()> {
         Ok(())
     }
 
@@ -399,7 +437,7 @@ impl Store {
 
     pub fn put_sealed(&self, batch: &mut Batch, s: &SealedSegment) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_SEGMENTS)?, be(s.segment), s.encode());
         Ok(())
     }
@@ -423,7 +461,7 @@ impl Store {
 
     pub fn put_manifest(&self, batch: &mut Batch, m: &Manifest) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_MANIFESTS)?, be(m.segment), m.encode());
         Ok(())
     }
@@ -436,7 +474,7 @@ impl Store {
 
     pub fn put_placement(&self, batch: &mut Batch, p: &Placement) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_PLACEMENT)?, be(p.segment), p.encode());
         Ok(())
     }
@@ -459,12 +497,12 @@ impl Store {
         key.extend_from_slice(&be(segment));
         let cf = self.cf(CF_META)?;
         match short {
-            Some((good, total)) => batch.0.put_cf(
+            Some((good, total)) => batch.wb.put_cf(
                 cf,
                 key,
                 [(good as u32).to_le_bytes(), (total as u32).to_le_bytes()].concat(),
             ),
-            None => batch.0.delete_cf(cf, key),
+            None => batch.wb.delete_cf(cf, key),
         }
         Ok(())
     }
@@ -501,7 +539,7 @@ impl Store {
 
     pub fn put_dispersed_next(&self, batch: &mut Batch, next: u64) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_META)?, META_DISPERSED, next.to_le_bytes());
         Ok(())
     }
@@ -513,7 +551,7 @@ impl Store {
 
     pub fn put_pruned_below(&self, batch: &mut Batch, number: u64) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_META)?, META_PRUNED, number.to_le_bytes());
         Ok(())
     }
@@ -526,7 +564,7 @@ impl Store {
 
     pub fn put_verified_next(&self, batch: &mut Batch, next: u64) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_META)?, META_VERIFIED, next.to_le_bytes());
         Ok(())
     }
@@ -538,12 +576,12 @@ impl Store {
 
     pub fn put_local_segments_pruned_below(&self, batch: &mut Batch, segment: u64) -> Result<()> {
         batch
-            .0
+            .wb
             .put_cf(self.cf(CF_META)?, META_LOCAL_PRUNED, segment.to_le_bytes());
         Ok(())
     }
 
-    fn get_u64(&self, key: &[u8]) -> Result<u64> {
+    pub(crate) fn get_u64(&self, key: &[u8]) -> Result<u64> {
         match self.get(CF_META, key)? {
             Some(b) if b.len() == 8 => Ok(u64_at(&b, 0)),
             Some(_) => Err(corrupt("meta", "watermark length")),

@@ -10,3 +10,4 @@ pub mod hoster_writes;
 pub mod mount;
 pub mod pipeline;
 pub mod stages;
+pub mod state_history;

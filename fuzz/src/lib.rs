@@ -19,6 +19,7 @@ pub mod rpc_params;
 pub mod scale;
 pub mod seeds;
 pub mod segment_record;
+pub mod state_index;
 pub mod tree_file;
 
 /// A target's entry: takes any bytes, panics on a finding.
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("scale", scale::run),
     ("rpc_params", rpc_params::run),
     ("config", config::run),
+    ("state_index", state_index::run),
 ];
 
 /// Polls a future that never waits (its reader is a byte slice) to completion.

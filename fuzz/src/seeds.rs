@@ -4,6 +4,7 @@
 
 use archiver::manifest::{seal_manifest_record, Manifest, Placement, CIPHER_AES_256_GCM};
 use archiver::record::SegmentHeader;
+use archiver::state_index::Entry;
 use archiver::{BlockRecord, MasterKey, StateChange};
 use ed25519_dalek::SigningKey;
 use node_plugin::rpc::{header_json, signed_block_json};
@@ -40,6 +41,7 @@ pub fn seeds(target: &str) -> Seeds {
         "scale" => scale(),
         "rpc_params" => rpc_params(),
         "config" => config(),
+        "state_index" => state_index(),
         _ => Vec::new(),
     };
     list.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
@@ -253,6 +255,16 @@ fn challenge() -> Vec<(&'static str, Vec<u8>)> {
         ("challenge", with(0, &c.encode())),
         ("response", with(4, &response)),
         ("honest", with(7, &[&c.encode()[..], &shard].concat())),
+    ]
+}
+
+fn state_index() -> Vec<(&'static str, Vec<u8>)> {
+    let entry = |v: Option<&[u8]>| with(0, &Entry::for_value(v).encode());
+    vec![
+        ("deleted", entry(None)),
+        ("inline", entry(Some(b"hi"))),
+        ("in-block", entry(Some(&[0xab; 200]))),
+        ("value", with(1, &[7; 129])),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Keeping the archive current: disperse sealed segments, read them back and verify them,
-//! scrub the hosters' metadata, publish the prune watermark and drop verified local files.
+//! scrub the hosters' metadata, publish the prune watermark, drop verified local files and
+//! backfill the state-history index.
 
 use crate::archive::Disperser;
 use crate::error::Result;
@@ -11,6 +12,11 @@ pub const METADATA_SCRUB_SEGMENTS_PER_PASS: u64 = 64;
 /// again): often enough that an owner's deletion is healed within minutes, rarely enough that
 /// the reads cost nothing next to dispersal.
 pub const METADATA_SCRUB_INTERVAL_MS: u64 = 60_000;
+
+/// Backfill steps (each `state_index::BACKFILL_STEP_BYTES` of records) one pass runs: ~64 MiB of
+/// records a pass catches an existing archive up at that rate per tick without holding the pass
+/// (and healing after it) for long.
+pub const BACKFILL_STEPS_PER_PASS: usize = 16;
 
 /// Where the next metadata scrub starts, and when the last one ran (ms, the service's clock).
 #[derive(Debug, Default)]
@@ -53,12 +59,15 @@ impl ScrubCursor {
 pub struct MaintenanceReport {
     /// First block the archive does not vouch for yet (see `Disperser::safe_prune_watermark`).
     pub watermark: Option<u64>,
+    /// The state index's `indexed_next` after this pass's backfill.
+    pub indexed_next: Option<u64>,
     /// The first failing step's error; later steps still ran.
     pub errors: Vec<String>,
 }
 
 /// Disperse → verify → scrub (when due at the given time) → watermark → prune local files below the verified
-/// segments, keeping the newest `keep_local_segments`. A failing step is reported and the next
+/// segments, keeping the newest `keep_local_segments` → backfill the state index (at most
+/// `BACKFILL_STEPS_PER_PASS` steps). A failing step is reported and the next
 /// ones still run; the watermark only reflects what was verified.
 pub async fn maintain_once(
     disperser: &Disperser,
@@ -86,6 +95,16 @@ pub async fn maintain_once(
     }
     if let Err(e) = disperser.prune_local_segments(keep_local_segments) {
         report.errors.push(format!("prune local segments: {e}"));
+    }
+    match disperser
+        .backfill_state_index(BACKFILL_STEPS_PER_PASS)
+        .await
+    {
+        Ok(progress) => report.indexed_next = Some(progress.indexed_next),
+        Err(e) => {
+            tracing::warn!(error = %e, "state index backfill stalled");
+            report.errors.push(format!("state index backfill: {e}"));
+        }
     }
     report
 }
