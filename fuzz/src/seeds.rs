@@ -7,7 +7,7 @@ use archiver::record::SegmentHeader;
 use archiver::{BlockRecord, MasterKey, StateChange};
 use ed25519_dalek::SigningKey;
 use node_plugin::rpc::{header_json, signed_block_json};
-use node_plugin::runtime::Transfer;
+use node_plugin::runtime::{signed_transfer, AccountId32, Signer};
 use node_plugin::substrate::{Digest, DigestItem};
 use node_plugin::{Block, Header, Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID};
 use parity_scale_codec::Encode;
@@ -265,9 +265,9 @@ fn tree_file() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Block 1 of a chain whose authorities are `scale::authorities()`: sealed, one transfer, justified.
 fn sample_block() -> (Block, Justifications) {
-    let alice = SigningKey::from_bytes(&[1; 32]);
-    let transfer = Transfer::signed(&alice, &GENESIS, [2; 32], 5, 0);
-    let extrinsics = vec![transfer.encode()];
+    let alice = Signer::Ed25519(SigningKey::from_bytes(&[1; 32]));
+    let transfer = signed_transfer(&alice, GENESIS, AccountId32([2; 32]), 5, 0, false);
+    let extrinsics = vec![transfer];
     let mut header = Header {
         parent_hash: [0x10; 32],
         number: 1,

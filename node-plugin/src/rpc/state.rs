@@ -1,0 +1,473 @@
+//! The state side of the node's JSON-RPC: storage at a block (`state_getStorage`,
+//! `state_getKeysPaged`, `state_getPairs`, `state_queryStorageAt`, `state_subscribeStorage`),
+//! the runtime's metadata and version at a block, the runtime APIs clients call through
+//! `state_call`, and `system_accountNextIndex`.
+//!
+//! State at a block comes from the node while it holds it (its best state and the last
+//! [`crate::node::RECENT_STATES_MAX`] blocks); older state goes through
+//! [`Backend::archived_storage_at`] / [`Backend::archived_keys_at`], the one place that reads
+//! historical state from the archive. Keys under [`RESERVED_KEY_PREFIX`] are never listed.
+
+use std::sync::Arc;
+
+use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use parity_scale_codec::{Decode, Encode};
+use serde_json::{json, Value};
+
+use super::{err, hex0x, invalid, opt_string, positional, raw, unhex, Backend, RpcResult};
+use super::{ERROR_BLOCK_UNAVAILABLE, ERROR_NOT_A_NODE};
+use crate::runtime::primitives::{parse_account, AccountId32};
+use crate::runtime::types::{AccountInfo, RuntimeVersion};
+use crate::substrate::{METADATA_KEY, RESERVED_KEY_PREFIX, RUNTIME_VERSION_KEY};
+
+/// Keys one `state_getKeysPaged` call returns at most (Substrate's limit).
+pub const KEYS_PAGE_MAX: u32 = 1000;
+/// Keys one `state_queryStorageAt` or `state_subscribeStorage` call names at most: each is a
+/// state read, and clients ask for a handful.
+pub const QUERY_KEYS_MAX: usize = 1000;
+/// Metadata versions `Metadata_metadata_versions` lists (V14 only).
+const METADATA_VERSIONS: &[u32] = &[14];
+/// JSON-RPC error code of a failed runtime call (Substrate's `state_call` errors).
+pub const ERROR_RUNTIME_CALL: i32 = 4004;
+
+fn not_held(number: u64) -> ErrorObjectOwned {
+    err(
+        ERROR_BLOCK_UNAVAILABLE,
+        format!("state at #{number} is not held by this node (State already discarded) and historical state is not served from the archive here"),
+    )
+}
+
+impl Backend {
+    /// ARCHIVE FALLBACK (historical state): the value of `key` after block `number`, for
+    /// blocks whose state the node no longer holds (or with no node). Wire to
+    /// `HistoryReader::storage_at(key, number)`; until then, "not held".
+    pub async fn archived_storage_at(&self, key: &[u8], number: u64) -> RpcResult<Option<Vec<u8>>> {
+        let _ = key;
+        Err(not_held(number))
+    }
+
+    /// ARCHIVE FALLBACK (historical state): up to `count` keys with `prefix` after
+    /// `start_after` that exist after block `number`. Wire to
+    /// `HistoryReader::storage_keys_at(prefix, start_after, count, number)`.
+    pub async fn archived_keys_at(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        count: usize,
+        number: u64,
+    ) -> RpcResult<Vec<Vec<u8>>> {
+        let _ = (prefix, start_after, count);
+        Err(not_held(number))
+    }
+
+    /// The value of `key` after block `number`: the node's while it holds that state, else
+    /// the archive's.
+    pub async fn storage_at(&self, key: &[u8], number: u64) -> RpcResult<Option<Vec<u8>>> {
+        if let Some(node) = &self.node {
+            if let Some(value) = node.storage_at(key, number) {
+                return Ok(value);
+            }
+        }
+        self.archived_storage_at(key, number).await
+    }
+
+    /// Up to `count` keys with `prefix`, after `start_after`, existing after block `number`,
+    /// in byte order; reserved keys are skipped (and do not count).
+    pub async fn keys_at(
+        &self,
+        prefix: &[u8],
+        start_after: Option<Vec<u8>>,
+        count: usize,
+        number: u64,
+    ) -> RpcResult<Vec<Vec<u8>>> {
+        let listed = |k: &[u8]| k.starts_with(prefix) && !k.starts_with(RESERVED_KEY_PREFIX);
+        if let Some(state) = self.node.as_ref().and_then(|n| n.state_at(number)) {
+            use std::ops::Bound;
+            let lower = match &start_after {
+                Some(s) if s.as_slice() >= prefix => Bound::Excluded(s.clone()),
+                _ => Bound::Included(prefix.to_vec()),
+            };
+            return Ok(state
+                .range((lower, Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(prefix))
+                .filter(|k| listed(k))
+                .take(count)
+                .cloned()
+                .collect());
+        }
+        let mut out = Vec::with_capacity(count);
+        let mut start = start_after;
+        while out.len() < count {
+            let batch = self
+                .archived_keys_at(prefix, start.as_deref(), count, number)
+                .await?;
+            let exhausted = batch.len() < count;
+            start = batch.last().cloned();
+            out.extend(batch.into_iter().filter(|k| listed(k)));
+            if exhausted || start.is_none() {
+                break;
+            }
+        }
+        out.truncate(count);
+        Ok(out)
+    }
+
+    /// The runtime version (Substrate's JSON) in force after block `number`.
+    pub async fn runtime_version_at(&self, number: u64) -> RpcResult<Value> {
+        let raw = match self.storage_at(RUNTIME_VERSION_KEY, number).await {
+            Ok(v) => v,
+            // Interim until `archived_storage_at` is wired: the archive's latest version.
+            Err(e) => self.latest_archived(RUNTIME_VERSION_KEY).ok_or(e)?,
+        };
+        let raw = raw.ok_or_else(|| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("no runtime version recorded at #{number}"),
+            )
+        })?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("runtime version record at #{number}: {e}"),
+            )
+        })
+    }
+
+    /// The metadata (`RuntimeMetadataPrefixed` bytes) in force after block `number`.
+    pub async fn metadata_at(&self, number: u64) -> RpcResult<Vec<u8>> {
+        let raw = match self.storage_at(METADATA_KEY, number).await {
+            Ok(v) => v,
+            Err(e) => self.latest_archived(METADATA_KEY).ok_or(e)?,
+        };
+        raw.ok_or_else(|| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("no metadata recorded at #{number}"),
+            )
+        })
+    }
+
+    /// The archive's current value of a reserved key, for an archive-only server.
+    fn latest_archived(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.store()
+            .and_then(|s| s.state(key).ok())
+            .filter(Option::is_some)
+    }
+}
+
+/// `sp_version::RuntimeVersion` from its JSON form (for `Core_version`).
+pub fn runtime_version_from_json(v: &Value) -> Option<RuntimeVersion> {
+    let text = |k: &str| v.get(k)?.as_str().map(str::to_string);
+    let num = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+    let mut apis = Vec::new();
+    for api in v.get("apis")?.as_array()? {
+        let id = unhex(api.get(0)?.as_str()?).ok()?;
+        apis.push((
+            <[u8; 8]>::try_from(id.as_slice()).ok()?,
+            num_of(api.get(1)?)?,
+        ));
+    }
+    Some(RuntimeVersion {
+        spec_name: text("specName")?,
+        impl_name: text("implName")?,
+        authoring_version: num("authoringVersion")?,
+        spec_version: num("specVersion")?,
+        impl_version: num("implVersion")?,
+        apis,
+        transaction_version: num("transactionVersion")?,
+        system_version: num("systemVersion")
+            .or_else(|| num("stateVersion"))
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(0),
+    })
+}
+
+fn num_of(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+fn bytes_param(params: &Params<'_>, at: usize, what: &str) -> RpcResult<Option<Vec<u8>>> {
+    opt_string(params, at)?
+        .map(|s| unhex(&s).map_err(|e| invalid(format!("{what}: {e}"))))
+        .transpose()
+}
+
+/// The keys of a `state_queryStorageAt`/`state_subscribeStorage` call.
+fn keys_param(v: Option<&Value>) -> RpcResult<Option<Vec<Vec<u8>>>> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(invalid(format!(
+                "a list of storage keys expected, got {other}"
+            )))
+        }
+    };
+    if list.len() > QUERY_KEYS_MAX {
+        return Err(invalid(format!(
+            "{} keys asked, at most {QUERY_KEYS_MAX}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|k| {
+            k.as_str()
+                .ok_or_else(|| invalid("storage key is not a string"))
+                .and_then(|s| unhex(s).map_err(invalid))
+        })
+        .collect::<RpcResult<Vec<_>>>()
+        .map(Some)
+}
+
+async fn changes_json(b: &Backend, keys: &[Vec<u8>], number: u64) -> RpcResult<Vec<Value>> {
+    let mut changes = Vec::with_capacity(keys.len());
+    for k in keys {
+        let v = b.storage_at(k, number).await?;
+        changes.push(json!([hex0x(k), v.map(|v| hex0x(&v))]));
+    }
+    Ok(changes)
+}
+
+/// Answers a runtime API call (`state_call`) at block `number`.
+async fn runtime_call(b: &Backend, method: &str, data: &[u8], number: u64) -> RpcResult<Vec<u8>> {
+    tracing::debug!(api = method, "state_call");
+    match method {
+        "Core_version" => {
+            let json = b.runtime_version_at(number).await?;
+            runtime_version_from_json(&json)
+                .map(|v| v.encode())
+                .ok_or_else(|| err(ERROR_RUNTIME_CALL, "runtime version record is malformed"))
+        }
+        "Metadata_metadata" => Ok(b.metadata_at(number).await?.encode()),
+        "Metadata_metadata_versions" => Ok(METADATA_VERSIONS.to_vec().encode()),
+        "Metadata_metadata_at_version" => {
+            let version = u32::decode(&mut &data[..])
+                .map_err(|e| invalid(format!("Metadata_metadata_at_version: {e}")))?;
+            if METADATA_VERSIONS.contains(&version) {
+                Ok(Some(b.metadata_at(number).await?).encode())
+            } else {
+                Ok(None::<Vec<u8>>.encode())
+            }
+        }
+        "AccountNonceApi_account_nonce" => {
+            let who = AccountId32::decode(&mut &data[..])
+                .map_err(|e| invalid(format!("AccountNonceApi_account_nonce: {e}")))?;
+            let key = crate::runtime::storage::account_key(&who);
+            let info: AccountInfo = b
+                .storage_at(&key, number)
+                .await?
+                .and_then(|v| AccountInfo::decode(&mut &v[..]).ok())
+                .unwrap_or_default();
+            Ok(info.nonce.encode())
+        }
+        other => Err(err(
+            ERROR_RUNTIME_CALL,
+            format!("runtime API {other} is not implemented by this runtime"),
+        )),
+    }
+}
+
+/// Registers the state methods on `m`.
+pub(super) fn register(
+    m: &mut RpcModule<Backend>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("state_getRuntimeVersion", |p, b, _| async move {
+        let n = b.resolve(opt_string(&p, 0)?).await?;
+        b.runtime_version_at(n).await
+    })?;
+    m.register_async_method("state_getMetadata", |p, b, _| async move {
+        let n = b.resolve(opt_string(&p, 0)?).await?;
+        Ok::<String, ErrorObjectOwned>(hex0x(&b.metadata_at(n).await?))
+    })?;
+    for name in ["state_getStorage", "state_getStorageAt"] {
+        m.register_async_method(name, |p, b, _| async move {
+            let key = bytes_param(&p, 0, "storage key")?
+                .ok_or_else(|| invalid("storage key expected"))?;
+            let n = b.resolve(opt_string(&p, 1)?).await?;
+            Ok::<Option<String>, ErrorObjectOwned>(b.storage_at(&key, n).await?.map(|v| hex0x(&v)))
+        })?;
+    }
+    m.register_async_method("state_getKeysPaged", |p, b, _| async move {
+        let args = positional(&p);
+        let prefix = bytes_param(&p, 0, "prefix")?.unwrap_or_default();
+        let count = args
+            .get(1)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid("count expected"))?;
+        if count > u64::from(KEYS_PAGE_MAX) {
+            return Err(invalid(format!(
+                "count exceeds maximum value {KEYS_PAGE_MAX}"
+            )));
+        }
+        let start = bytes_param(&p, 2, "start key")?;
+        let n = b.resolve(opt_string(&p, 3)?).await?;
+        let keys = b.keys_at(&prefix, start, count as usize, n).await?;
+        Ok::<Vec<String>, ErrorObjectOwned>(keys.iter().map(|k| hex0x(k)).collect())
+    })?;
+    m.register_async_method("state_getPairs", |p, b, _| async move {
+        let prefix = bytes_param(&p, 0, "prefix")?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 1)?).await?;
+        let node = b
+            .node
+            .as_ref()
+            .ok_or_else(|| err(ERROR_NOT_A_NODE, "state_getPairs needs a live node"))?;
+        let state = if n == 0 {
+            node.spec().genesis().0
+        } else {
+            node.state_at(n).ok_or_else(|| not_held(n))?
+        };
+        Ok::<Vec<Value>, ErrorObjectOwned>(
+            state
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&prefix) && !k.starts_with(RESERVED_KEY_PREFIX))
+                .map(|(k, v)| json!([hex0x(&k), hex0x(&v)]))
+                .collect(),
+        )
+    })?;
+    m.register_async_method("state_queryStorageAt", |p, b, _| async move {
+        let args = positional(&p);
+        let keys = keys_param(args.first())?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 1)?).await?;
+        let hash = b.hash_at(n).await?.map(|h| hex0x(&h));
+        Ok::<Value, ErrorObjectOwned>(
+            json!([{ "block": hash, "changes": changes_json(&b, &keys, n).await? }]),
+        )
+    })?;
+    m.register_async_method("state_call", |p, b, _| async move {
+        let method = opt_string(&p, 0)?.ok_or_else(|| invalid("runtime API method expected"))?;
+        let data = bytes_param(&p, 1, "call data")?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 2)?).await?;
+        Ok::<String, ErrorObjectOwned>(hex0x(&runtime_call(&b, &method, &data, n).await?))
+    })?;
+    m.register_method("system_accountNextIndex", |p, b, _| {
+        let who = opt_string(&p, 0)?.ok_or_else(|| invalid("account expected"))?;
+        let who = parse_account(&who).map_err(invalid)?;
+        let node = b.node.as_ref().ok_or_else(|| {
+            err(
+                ERROR_NOT_A_NODE,
+                "this server serves the archive only; ask a node for nonces",
+            )
+        })?;
+        Ok::<u32, ErrorObjectOwned>(node.next_nonce(&who))
+    })?;
+    m.register_subscription(
+        "state_subscribeStorage",
+        "state_storage",
+        "state_unsubscribeStorage",
+        |p, pending, b, _| async move {
+            let keys = keys_param(positional(&p).first());
+            storage_subscription(pending, b, keys).await;
+        },
+    )?;
+    m.register_subscription(
+        "state_subscribeRuntimeVersion",
+        "state_runtimeVersion",
+        "state_unsubscribeRuntimeVersion",
+        |_, pending, b, _| async move {
+            let Ok(sink) = pending.accept().await else {
+                return;
+            };
+            let n = b.best().map(|x| x.0).unwrap_or(0);
+            if let Some(msg) = b.runtime_version_at(n).await.ok().as_ref().and_then(raw) {
+                let _ = sink.send(msg).await;
+            }
+            sink.closed().await;
+        },
+    )?;
+    Ok(())
+}
+
+/// `state_subscribeStorage`: the named keys' values at the best block, then each new block's
+/// changes among them (all of a block's changes when no keys are named).
+async fn storage_subscription(
+    pending: PendingSubscriptionSink,
+    b: Arc<Backend>,
+    keys: RpcResult<Option<Vec<Vec<u8>>>>,
+) {
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => {
+            pending.reject(e).await;
+            return;
+        }
+    };
+    let Some(node) = b.node.clone() else {
+        pending
+            .reject(err(
+                ERROR_NOT_A_NODE,
+                "storage subscriptions need a live node",
+            ))
+            .await;
+        return;
+    };
+    let mut heads = node.subscribe_new_heads();
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
+    let (best, best_hash) = node.best();
+    let mut last: Vec<Option<Vec<u8>>> = Vec::new();
+    if let Some(keys) = &keys {
+        last = keys
+            .iter()
+            .map(|k| node.storage_at(k, best).flatten())
+            .collect();
+        let changes: Vec<Value> = keys
+            .iter()
+            .zip(&last)
+            .map(|(k, v)| json!([hex0x(k), v.as_ref().map(|v| hex0x(v))]))
+            .collect();
+        let msg = json!({ "block": hex0x(&best_hash), "changes": changes });
+        if send_json(&sink, &msg).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let header = tokio::select! {
+            _ = sink.closed() => return,
+            h = heads.recv() => match h {
+                Ok(h) => h,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        };
+        let n = u64::from(header.number);
+        let changes: Vec<Value> = match &keys {
+            Some(keys) => {
+                let mut out = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    let v = node.storage_at(k, n).flatten();
+                    if v != last[i] {
+                        out.push(json!([hex0x(k), v.as_ref().map(|v| hex0x(v))]));
+                        last[i] = v;
+                    }
+                }
+                out
+            }
+            None => node
+                .db()
+                .changes(n)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(RESERVED_KEY_PREFIX))
+                .map(|(k, v)| json!([hex0x(&k), v.map(|v| hex0x(&v))]))
+                .collect(),
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        let msg = json!({ "block": hex0x(&header.hash()), "changes": changes });
+        if send_json(&sink, &msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends a JSON value on a subscription sink; `Err` when the subscriber is gone.
+async fn send_json(sink: &jsonrpsee::SubscriptionSink, v: &Value) -> Result<(), ()> {
+    let msg = raw(v).ok_or(())?;
+    sink.send(msg).await.map_err(|_| ())
+}
