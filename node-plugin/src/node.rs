@@ -653,11 +653,18 @@ impl Node {
             0 => parent_slot + 1,
             t => (now_ms() / t).max(parent_slot + 1),
         };
+        let pre_digest = Digest {
+            logs: vec![DigestItem::PreRuntime(
+                AURA_ENGINE_ID,
+                slot.to_le_bytes().to_vec(),
+            )],
+        };
         // Transactions invalidated since submission (e.g. by another in this block) are dropped.
         let (extrinsics, changes) = runtime::executive::build_block(
             &chain.state.entries,
             number_u32,
             parent_h,
+            &pre_digest,
             now_ms(),
             self.take_from_pool(),
         )
@@ -672,12 +679,7 @@ impl Node {
             number: number_u32,
             state_root: state.root(),
             extrinsics_root: extrinsics_root(&extrinsics),
-            digest: Digest {
-                logs: vec![DigestItem::PreRuntime(
-                    AURA_ENGINE_ID,
-                    slot.to_le_bytes().to_vec(),
-                )],
-            },
+            digest: pre_digest,
         };
         chain.state = state;
         if let Err(e) = self.inner.authorities.seal(&mut header, slot) {
@@ -938,8 +940,18 @@ pub fn check_block(
             justified = true;
         }
     }
+    // The runtime sees the digest as it was before sealing (as in Substrate).
+    let mut pre_digest = header.digest.clone();
+    if matches!(pre_digest.logs.last(), Some(DigestItem::Seal(..))) {
+        pre_digest.logs.pop();
+    }
     let (changes, undo) = state
-        .execute_block(header.number, header.parent_hash, &block.extrinsics)
+        .execute_block(
+            header.number,
+            header.parent_hash,
+            &pre_digest,
+            &block.extrinsics,
+        )
         .map_err(|e| bad(e.to_string()))?;
     let root = state.root();
     if root != header.state_root {

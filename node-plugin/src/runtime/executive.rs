@@ -15,7 +15,8 @@ use super::extrinsic::{
 };
 use super::primitives::{AccountId32, H256};
 use super::storage::{
-    block_hash_key, events_key, number_key, parent_hash_key, timestamp_now_key, Changes, Overlay,
+    block_hash_key, digest_key, events_key, number_key, parent_hash_key, timestamp_now_key,
+    Changes, Overlay,
 };
 use super::types::{
     balances, system, timestamp, AccountInfo, DispatchClass, DispatchError, DispatchInfo,
@@ -24,7 +25,7 @@ use super::types::{
 use super::{
     BLOCK_HASH_COUNT, EXISTENTIAL_DEPOSIT, MINIMUM_PERIOD_MS, SPEC_VERSION, TRANSACTION_VERSION,
 };
-use crate::substrate::{blake2_256, Hash};
+use crate::substrate::{blake2_256, Digest, Hash};
 
 /// Why a block is invalid: the extrinsic at fault (or none: the block as a whole).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -57,10 +58,17 @@ pub struct BlockExecutor<'a> {
 }
 
 impl<'a> BlockExecutor<'a> {
-    /// Starts block `number` on top of `parent_hash` (`frame_system::initialize`).
-    pub fn new(state: &'a BTreeMap<Vec<u8>, Vec<u8>>, number: u32, parent_hash: Hash) -> Self {
+    /// Starts block `number` on top of `parent_hash` with the pre-runtime `digest` (the header's
+    /// digest without its seal), as `frame_system::initialize` does.
+    pub fn new(
+        state: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+        number: u32,
+        parent_hash: Hash,
+        digest: &Digest,
+    ) -> Self {
         let mut overlay = Overlay::new(state);
         overlay.put(number_key(), number.encode());
+        overlay.put(digest_key(), digest.encode());
         overlay.put(parent_hash_key(), parent_hash.encode());
         overlay.put(
             block_hash_key(number.saturating_sub(1)),
@@ -409,9 +417,10 @@ pub fn execute_block(
     state: &BTreeMap<Vec<u8>, Vec<u8>>,
     number: u32,
     parent_hash: Hash,
+    digest: &Digest,
     extrinsics: &[Vec<u8>],
 ) -> Result<Changes, BlockError> {
-    let mut exec = BlockExecutor::new(state, number, parent_hash);
+    let mut exec = BlockExecutor::new(state, number, parent_hash, digest);
     for (index, x) in extrinsics.iter().enumerate() {
         exec.apply(x)
             .map_err(|error| BlockError::Extrinsic { index, error })?;
@@ -426,10 +435,11 @@ pub fn build_block(
     state: &BTreeMap<Vec<u8>, Vec<u8>>,
     number: u32,
     parent_hash: Hash,
+    digest: &Digest,
     now_ms: u64,
     candidates: impl IntoIterator<Item = Vec<u8>>,
 ) -> Result<(Vec<Vec<u8>>, Changes), BlockError> {
-    let mut exec = BlockExecutor::new(state, number, parent_hash);
+    let mut exec = BlockExecutor::new(state, number, parent_hash, digest);
     let previous: u64 = exec.overlay.get_decoded(&timestamp_now_key()).unwrap_or(0);
     let now = now_ms.max(previous.saturating_add(MINIMUM_PERIOD_MS));
     let inherent =
@@ -455,7 +465,7 @@ pub fn validate_transaction(
     queued: impl Fn(&AccountId32) -> u32,
 ) -> Result<ValidTransaction, InvalidTransaction> {
     let xt = UncheckedExtrinsic::from_bytes(bytes)?;
-    let exec = BlockExecutor::new(state, best.0.saturating_add(1), best.1);
+    let exec = BlockExecutor::new(state, best.0.saturating_add(1), best.1, &Digest::default());
     let sender = xt
         .signature
         .as_ref()

@@ -28,110 +28,158 @@ use super::types::{
     AURA_PALLET_INDEX, BALANCES_PALLET_INDEX, SYSTEM_PALLET_INDEX, TIMESTAMP_PALLET_INDEX,
 };
 use super::{BLOCK_HASH_COUNT, EXISTENTIAL_DEPOSIT, MINIMUM_PERIOD_MS};
+use crate::substrate::Digest;
 
 /// The runtime as a type (`<runtime>::Runtime`): the metadata's `ty`.
 #[derive(TypeInfo)]
 pub struct Runtime;
 
 /// Substrate's path for each of this crate's runtime types, keyed by the path after
-/// `node_plugin::runtime::`. A type missing here keeps its crate path (a test forbids that).
+/// `node_plugin::`. A type missing here keeps its crate path (a test forbids that).
 const REAL_PATHS: &[(&str, &str)] = &[
-    ("primitives::AccountId32", "sp_core::crypto::AccountId32"),
-    ("primitives::H256", "primitive_types::H256"),
+    ("substrate::Digest", "sp_runtime::generic::digest::Digest"),
     (
-        "primitives::MultiAddress",
+        "substrate::DigestItem",
+        "sp_runtime::generic::digest::DigestItem",
+    ),
+    (
+        "runtime::primitives::AccountId32",
+        "sp_core::crypto::AccountId32",
+    ),
+    ("runtime::primitives::H256", "primitive_types::H256"),
+    (
+        "runtime::primitives::MultiAddress",
         "sp_runtime::multiaddress::MultiAddress",
     ),
-    ("primitives::MultiSignature", "sp_runtime::MultiSignature"),
     (
-        "primitives::Ed25519Signature",
+        "runtime::primitives::MultiSignature",
+        "sp_runtime::MultiSignature",
+    ),
+    (
+        "runtime::primitives::Ed25519Signature",
         "sp_core::ed25519::Signature",
     ),
     (
-        "primitives::Sr25519Signature",
+        "runtime::primitives::Sr25519Signature",
         "sp_core::sr25519::Signature",
     ),
-    ("primitives::EcdsaSignature", "sp_core::ecdsa::Signature"),
-    ("types::system::Call", "frame_system::pallet::Call"),
-    ("types::system::Event", "frame_system::pallet::Event"),
-    ("types::system::Error", "frame_system::pallet::Error"),
-    ("types::timestamp::Call", "pallet_timestamp::pallet::Call"),
-    ("types::balances::Call", "pallet_balances::pallet::Call"),
-    ("types::balances::Event", "pallet_balances::pallet::Event"),
-    ("types::balances::Error", "pallet_balances::pallet::Error"),
     (
-        "types::AuraPublic",
+        "runtime::primitives::EcdsaSignature",
+        "sp_core::ecdsa::Signature",
+    ),
+    ("runtime::types::system::Call", "frame_system::pallet::Call"),
+    (
+        "runtime::types::system::Event",
+        "frame_system::pallet::Event",
+    ),
+    (
+        "runtime::types::system::Error",
+        "frame_system::pallet::Error",
+    ),
+    (
+        "runtime::types::timestamp::Call",
+        "pallet_timestamp::pallet::Call",
+    ),
+    (
+        "runtime::types::balances::Call",
+        "pallet_balances::pallet::Call",
+    ),
+    (
+        "runtime::types::balances::Event",
+        "pallet_balances::pallet::Event",
+    ),
+    (
+        "runtime::types::balances::Error",
+        "pallet_balances::pallet::Error",
+    ),
+    (
+        "runtime::types::AuraPublic",
         "sp_consensus_aura::ed25519::app_ed25519::Public",
     ),
-    ("types::Ed25519Public", "sp_core::ed25519::Public"),
-    ("types::RuntimeCall", "poa_runtime::RuntimeCall"),
-    ("types::RuntimeEvent", "poa_runtime::RuntimeEvent"),
-    ("metadata::Runtime", "poa_runtime::Runtime"),
-    ("types::Phase", "frame_system::Phase"),
-    ("types::EventRecord", "frame_system::EventRecord"),
-    ("types::AccountInfo", "frame_system::AccountInfo"),
-    ("types::Weight", "sp_weights::weight_v2::Weight"),
+    ("runtime::types::Ed25519Public", "sp_core::ed25519::Public"),
+    ("runtime::types::RuntimeCall", "poa_runtime::RuntimeCall"),
+    ("runtime::types::RuntimeEvent", "poa_runtime::RuntimeEvent"),
+    ("runtime::metadata::Runtime", "poa_runtime::Runtime"),
+    ("runtime::types::Phase", "frame_system::Phase"),
+    ("runtime::types::EventRecord", "frame_system::EventRecord"),
+    ("runtime::types::AccountInfo", "frame_system::AccountInfo"),
+    ("runtime::types::Weight", "sp_weights::weight_v2::Weight"),
     (
-        "types::DispatchClass",
+        "runtime::types::DispatchClass",
         "frame_support::dispatch::DispatchClass",
     ),
-    ("types::Pays", "frame_support::dispatch::Pays"),
+    ("runtime::types::Pays", "frame_support::dispatch::Pays"),
     (
-        "types::DispatchInfo",
+        "runtime::types::DispatchInfo",
         "frame_support::dispatch::DispatchInfo",
     ),
-    ("types::ModuleError", "sp_runtime::ModuleError"),
-    ("types::TokenError", "sp_runtime::TokenError"),
-    ("types::ArithmeticError", "sp_arithmetic::ArithmeticError"),
+    ("runtime::types::ModuleError", "sp_runtime::ModuleError"),
+    ("runtime::types::TokenError", "sp_runtime::TokenError"),
     (
-        "types::TransactionalError",
+        "runtime::types::ArithmeticError",
+        "sp_arithmetic::ArithmeticError",
+    ),
+    (
+        "runtime::types::TransactionalError",
         "sp_runtime::TransactionalError",
     ),
-    ("types::DispatchError", "sp_runtime::DispatchError"),
-    ("types::ExtraFlags", "pallet_balances::types::ExtraFlags"),
-    ("types::AccountData", "pallet_balances::types::AccountData"),
-    ("types::RuntimeVersion", "sp_version::RuntimeVersion"),
+    ("runtime::types::DispatchError", "sp_runtime::DispatchError"),
     (
-        "extrinsic::CheckNonZeroSender",
+        "runtime::types::ExtraFlags",
+        "pallet_balances::types::ExtraFlags",
+    ),
+    (
+        "runtime::types::AccountData",
+        "pallet_balances::types::AccountData",
+    ),
+    (
+        "runtime::types::RuntimeVersion",
+        "sp_version::RuntimeVersion",
+    ),
+    (
+        "runtime::extrinsic::CheckNonZeroSender",
         "frame_system::extensions::check_non_zero_sender::CheckNonZeroSender",
     ),
     (
-        "extrinsic::CheckSpecVersion",
+        "runtime::extrinsic::CheckSpecVersion",
         "frame_system::extensions::check_spec_version::CheckSpecVersion",
     ),
     (
-        "extrinsic::CheckTxVersion",
+        "runtime::extrinsic::CheckTxVersion",
         "frame_system::extensions::check_tx_version::CheckTxVersion",
     ),
     (
-        "extrinsic::CheckGenesis",
+        "runtime::extrinsic::CheckGenesis",
         "frame_system::extensions::check_genesis::CheckGenesis",
     ),
     (
-        "extrinsic::CheckMortality",
+        "runtime::extrinsic::CheckMortality",
         "frame_system::extensions::check_mortality::CheckMortality",
     ),
     (
-        "extrinsic::CheckNonce",
+        "runtime::extrinsic::CheckNonce",
         "frame_system::extensions::check_nonce::CheckNonce",
     ),
     (
-        "extrinsic::CheckWeight",
+        "runtime::extrinsic::CheckWeight",
         "frame_system::extensions::check_weight::CheckWeight",
     ),
     (
-        "extrinsic::ChargeTransactionPayment",
+        "runtime::extrinsic::ChargeTransactionPayment",
         "pallet_transaction_payment::ChargeTransactionPayment",
     ),
-    ("extrinsic::Mode", "frame_metadata_hash_extension::Mode"),
     (
-        "extrinsic::CheckMetadataHash",
+        "runtime::extrinsic::Mode",
+        "frame_metadata_hash_extension::Mode",
+    ),
+    (
+        "runtime::extrinsic::CheckMetadataHash",
         "frame_metadata_hash_extension::CheckMetadataHash",
     ),
 ];
 
-/// This crate's module path of the runtime types.
-const CRATE_PREFIX: &str = "node_plugin::runtime::";
+/// This crate's path.
+const CRATE_PREFIX: &str = "node_plugin::";
 
 /// Substrate's path for a type this crate derived under `segments`, if it has one.
 pub fn real_path(segments: &[String]) -> Option<Vec<String>> {
@@ -241,6 +289,7 @@ fn system_pallet(chain: &str) -> PalletMetadata {
                 ),
                 entry("Number", plain::<u32>(), 0u32.encode()),
                 entry("ParentHash", plain::<H256>(), [0u8; 32].to_vec()),
+                entry("Digest", plain::<Digest>(), vec![0]),
                 entry("Events", plain::<Vec<EventRecord>>(), vec![0]),
             ],
         }),

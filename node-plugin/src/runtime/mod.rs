@@ -260,9 +260,11 @@ impl State {
         &mut self,
         number: u32,
         parent_hash: Hash,
+        digest: &crate::substrate::Digest,
         extrinsics: &[Vec<u8>],
     ) -> Result<(Changes, Changes), BlockError> {
-        let changes = executive::execute_block(&self.entries, number, parent_hash, extrinsics)?;
+        let changes =
+            executive::execute_block(&self.entries, number, parent_hash, digest, extrinsics)?;
         let undo = self.apply_changes(&changes);
         Ok((changes, undo))
     }

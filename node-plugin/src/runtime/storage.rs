@@ -33,6 +33,11 @@ pub fn parent_hash_key() -> Vec<u8> {
     value_key("System", "ParentHash")
 }
 
+/// `System.Digest`: the block's digest items put in before the runtime ran (Aura's slot).
+pub fn digest_key() -> Vec<u8> {
+    value_key("System", "Digest")
+}
+
 /// `System.Events`: this block's `Vec<EventRecord>`.
 pub fn events_key() -> Vec<u8> {
     value_key("System", "Events")
