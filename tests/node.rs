@@ -393,9 +393,10 @@ async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs
         vec![expected["blocks"][5]["hash"].clone()],
     )
     .await;
+    // The timestamp inherent, then the 3 transfers.
     assert_eq!(
         block_5000["block"]["extrinsics"].as_array().unwrap().len(),
-        3
+        4
     );
     real_clients(&node.ws(), &expected, dir.path());
     new_spec_and_extension_methods(&nc, &expected, &block_5000).await;

@@ -1160,6 +1160,45 @@ mod tests {
     }
 
     #[test]
+    fn recent_states_are_held_and_older_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            NodeConfig {
+                transfers_per_block: 1,
+                ..cfg(dir.path(), 1000)
+            },
+            None,
+        )
+        .unwrap();
+        let blocks = RECENT_STATES_MAX as u64 + 20;
+        for _ in 0..blocks {
+            node.produce_block().unwrap();
+        }
+        let number_key = runtime::storage::number_key();
+        let oldest_held = blocks - RECENT_STATES_MAX as u64;
+        for n in [
+            oldest_held,
+            oldest_held + 1,
+            blocks / 2 + 100,
+            blocks - 1,
+            blocks,
+        ] {
+            let state = node.state_at(n).unwrap();
+            // Each held state is exactly the one the block's header commits to.
+            assert_eq!(
+                runtime::state_root(&state),
+                node.header(n).unwrap().unwrap().state_root,
+                "block {n}"
+            );
+            let number = node.storage_at(&number_key, n).unwrap().unwrap();
+            assert_eq!(number, (n as u32).encode(), "block {n}");
+        }
+        assert!(node.state_at(oldest_held - 1).is_none());
+        assert!(node.storage_at(&number_key, oldest_held - 1).is_none());
+        assert!(node.storage_at(&number_key, blocks + 1).is_none());
+    }
+
+    #[test]
     fn bad_transactions_are_refused_at_submission() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::open(

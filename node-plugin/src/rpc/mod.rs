@@ -884,6 +884,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rpc_methods_lists_exactly_the_registered_methods() {
+        let backend = Backend {
+            node: None,
+            archive: None,
+            chain_name: "test".into(),
+        };
+        let m = module(backend).unwrap();
+        let mut registered: Vec<&str> = m.method_names().collect();
+        registered.sort_unstable();
+        assert_eq!(registered, METHODS);
+    }
+
     /// Every call is timed under its method, batched calls one by one, and names the server
     /// does not serve all count as `other`.
     #[tokio::test]
