@@ -1199,6 +1199,55 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_of_another_runtime_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), 5);
+        drop(Node::open(c.clone(), None).unwrap());
+        // As a database written before the runtime format was recorded holds its spec.
+        let legacy =
+            br#"{"name":"poa-dev","authorities":4,"accounts":16,"justification_period":4}"#;
+        {
+            let db = ChainDb::open(&dir.path().join("chain")).unwrap();
+            let header = db.header(0).unwrap().unwrap();
+            let hash = Header::from_bytes(&header).unwrap().hash();
+            db.put_block(
+                &StoredBlock {
+                    number: 0,
+                    hash,
+                    header: &header,
+                    body: &Vec::<Vec<u8>>::new().encode(),
+                    justifications: None,
+                    changes: &[],
+                    keep_body: true,
+                },
+                Some((0, hash)),
+                Some(legacy),
+            )
+            .unwrap();
+        }
+        let err = Node::open(c.clone(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("runtime format 1") && err.contains("runtime format 2"),
+            "{err}"
+        );
+        // An archived genesis of the old format is refused the same way.
+        let (mut state, header) = c.spec.genesis();
+        state.insert(CHAIN_SPEC_KEY.to_vec(), legacy.to_vec());
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = state.into_iter().collect();
+        let block = crate::substrate::Block {
+            header: Header {
+                state_root: runtime::state_root(&pairs.iter().cloned().collect()),
+                ..header
+            },
+            extrinsics: vec![],
+        };
+        let err = check_genesis(&block.encode(), &pairs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runtime format 1"), "{err}");
+    }
+
+    #[test]
     fn bad_transactions_are_refused_at_submission() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::open(
