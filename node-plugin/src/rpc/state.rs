@@ -118,8 +118,7 @@ impl Backend {
     pub async fn runtime_version_at(&self, number: u64) -> RpcResult<Value> {
         let raw = match self.storage_at(RUNTIME_VERSION_KEY, number).await {
             Ok(v) => v,
-            // Interim until `archived_storage_at` is wired: the archive's latest version.
-            Err(e) => self.latest_archived(RUNTIME_VERSION_KEY).ok_or(e)?,
+            Err(e) => self.unchanging(RUNTIME_VERSION_KEY).ok_or(e)?,
         };
         let raw = raw.ok_or_else(|| {
             err(
@@ -139,7 +138,7 @@ impl Backend {
     pub async fn metadata_at(&self, number: u64) -> RpcResult<Vec<u8>> {
         let raw = match self.storage_at(METADATA_KEY, number).await {
             Ok(v) => v,
-            Err(e) => self.latest_archived(METADATA_KEY).ok_or(e)?,
+            Err(e) => self.unchanging(METADATA_KEY).ok_or(e)?,
         };
         raw.ok_or_else(|| {
             err(
@@ -149,11 +148,16 @@ impl Backend {
         })
     }
 
-    /// The archive's current value of a reserved key, for an archive-only server.
-    fn latest_archived(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        self.store()
-            .and_then(|s| s.state(key).ok())
-            .filter(Option::is_some)
+    /// The current value of the runtime version or metadata key, for a block whose state is
+    /// not held. Right for the reference runtime, which has no upgrade call (its version and
+    /// metadata are those of genesis at every block), and an interim for other chains until
+    /// `archived_storage_at` is wired: the node's value, else the archive's latest.
+    fn unchanging(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let current = match &self.node {
+            Some(node) => node.storage_at(key, node.best().0).flatten(),
+            None => self.store().and_then(|s| s.state(key).ok()).flatten(),
+        };
+        current.map(Some)
     }
 }
 
@@ -470,4 +474,158 @@ async fn storage_subscription(
 async fn send_json(sink: &jsonrpsee::SubscriptionSink, v: &Value) -> Result<(), ()> {
     let msg = raw(v).ok_or(())?;
     sink.send(msg).await.map_err(|_| ())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use jsonrpsee::rpc_params;
+
+    use super::*;
+    use crate::node::{ChainSpec, Node, NodeConfig, RECENT_STATES_MAX};
+    use crate::runtime::{self, storage::account_key, State};
+
+    fn node(dir: &std::path::Path) -> Node {
+        Node::open(
+            NodeConfig {
+                data_dir: dir.to_path_buf(),
+                spec: ChainSpec::dev(4),
+                block_time_ms: 0,
+                retention: 1000,
+                transfers_per_block: 2,
+                stop_at: None,
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    async fn call<R: serde::de::DeserializeOwned + Clone>(
+        m: &RpcModule<Backend>,
+        method: &str,
+        params: impl jsonrpsee::core::traits::ToRpcParams + Send,
+    ) -> Result<R, String> {
+        m.call(method, params).await.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn state_methods_answer_at_recent_blocks_and_name_what_is_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let blocks = RECENT_STATES_MAX as u64 + 10;
+        for _ in 0..blocks {
+            node.produce_block().unwrap();
+        }
+        let m = super::super::module(Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        })
+        .unwrap();
+        let alice = runtime::dev_signer("poa-dev", 0).account();
+        let hash = |n: u64| hex0x(&node.header(n).unwrap().unwrap().hash());
+
+        let meta: String = call(&m, "state_getMetadata", rpc_params![hash(1)])
+            .await
+            .unwrap();
+        assert_eq!(meta, hex0x(&runtime::metadata::metadata_bytes("poa-dev")));
+        let versions: String = call(
+            &m,
+            "state_call",
+            rpc_params!["Metadata_metadata_versions", "0x"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(versions, hex0x(&vec![14u32].encode()));
+        let core: String = call(&m, "state_call", rpc_params!["Core_version", "0x"])
+            .await
+            .unwrap();
+        assert_eq!(
+            core,
+            hex0x(&runtime::metadata::runtime_version("poa-dev").encode())
+        );
+        // The nonce, by the runtime API, by SS58 and in storage at an older block.
+        let nonce = node.next_nonce(&alice);
+        assert!(nonce > 0);
+        let api: String = call(
+            &m,
+            "state_call",
+            rpc_params!["AccountNonceApi_account_nonce", hex0x(&alice.0)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(api, hex0x(&nonce.encode()));
+        let ss58 = runtime::primitives::ss58_encode(&alice, 42);
+        let next: u32 = call(&m, "system_accountNextIndex", rpc_params![ss58])
+            .await
+            .unwrap();
+        assert_eq!(next, nonce);
+        let at = blocks - 5;
+        let raw: Option<String> = call(
+            &m,
+            "state_getStorage",
+            rpc_params![hex0x(&account_key(&alice)), hash(at)],
+        )
+        .await
+        .unwrap();
+        let info = AccountInfo::decode(&mut &unhex(&raw.unwrap()).unwrap()[..]).unwrap();
+        assert_eq!(
+            Some(info),
+            node.state_at(at)
+                .map(|s| State { entries: s }.account(&alice))
+        );
+        assert!(info.nonce < nonce);
+        // Keys: every endowed account, never a reserved key, paged.
+        let prefix = hex0x(&crate::runtime::primitives::value_key("System", "Account"));
+        let keys: Vec<String> = call(&m, "state_getKeysPaged", rpc_params![prefix.clone(), 1000])
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), runtime::endowed_accounts("poa-dev", 16).len());
+        let page: Vec<String> = call(
+            &m,
+            "state_getKeysPaged",
+            rpc_params![prefix, 5, keys[4].clone()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(page, keys[5..10]);
+        let all: Vec<String> = call(&m, "state_getKeysPaged", rpc_params!["0x", 1000])
+            .await
+            .unwrap();
+        assert!(all
+            .iter()
+            .all(|k| !k.starts_with(&hex0x(RESERVED_KEY_PREFIX))));
+        assert!(all.len() > keys.len());
+        let sets: Value = call(
+            &m,
+            "state_queryStorageAt",
+            rpc_params![vec![keys[0].clone()], hash(at)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(sets[0]["block"], hash(at));
+        assert_eq!(sets[0]["changes"][0][0], keys[0]);
+        // Beyond the window: named, not guessed.
+        let old = blocks - RECENT_STATES_MAX as u64 - 1;
+        let err = call::<Option<String>>(
+            &m,
+            "state_getStorage",
+            rpc_params![keys[0].clone(), hash(old)],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.contains(&format!("state at #{old} is not held")),
+            "{err}"
+        );
+        // The runtime version and metadata of this runtime never change, so old blocks get them.
+        let rv: Value = call(&m, "state_getRuntimeVersion", rpc_params![hash(old)])
+            .await
+            .unwrap();
+        assert_eq!(rv["specVersion"], runtime::SPEC_VERSION);
+        assert_eq!(
+            runtime_version_from_json(&rv),
+            Some(runtime::metadata::runtime_version("poa-dev"))
+        );
+    }
 }
