@@ -99,13 +99,7 @@ fn block_check(bytes: &[u8]) {
     };
     let mut state = State::default();
     let parent = (parent_number, decoded.header.parent_hash);
-    if let Ok(checked) = check_block(
-        authorities(),
-        parent,
-        &mut state,
-        block,
-        justifications,
-    ) {
+    if let Ok(checked) = check_block(authorities(), parent, &mut state, block, justifications) {
         assert_eq!(checked.hash, decoded.header.hash());
     }
 }

@@ -332,6 +332,32 @@ fn rpc_params() -> Vec<(&'static str, Vec<u8>)> {
         ("get-block", "chain_getBlock", "[]".into()),
         ("get-pairs", "state_getPairs", "[\"0x3a\", null]".into()),
         (
+            "get-storage",
+            "state_getStorage",
+            format!("[\"0x26aa394eea5630e07c48ae0c9558cef7\", {hash}]"),
+        ),
+        (
+            "keys-paged",
+            "state_getKeysPaged",
+            "[\"0x26aa\", 10, \"0x26aa39\", null]".into(),
+        ),
+        (
+            "query-storage-at",
+            "state_queryStorageAt",
+            format!("[[\"0x3a\", \"0x26aa\"], {hash}]"),
+        ),
+        (
+            "state-call",
+            "state_call",
+            "[\"Metadata_metadata_at_version\", \"0x0e000000\"]".into(),
+        ),
+        ("metadata", "state_getMetadata", format!("[{hash}]")),
+        (
+            "next-index",
+            "system_accountNextIndex",
+            "[\"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\"]".into(),
+        ),
+        (
             "runtime-version",
             "state_getRuntimeVersion",
             format!("[{hash}]"),

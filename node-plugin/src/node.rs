@@ -587,7 +587,11 @@ impl Node {
     pub fn next_nonce(&self, who: &AccountId32) -> u32 {
         let chain = lock(&self.inner.chain);
         let pool = lock(&self.inner.pool);
-        chain.state.account(who).nonce + pool.pending.get(who).copied().unwrap_or(0)
+        chain
+            .state
+            .account(who)
+            .nonce
+            .saturating_add(pool.pending.get(who).copied().unwrap_or(0))
     }
 
     /// Development load: `transfers_per_block` transfers between endowed accounts, signed by
@@ -611,8 +615,11 @@ impl Node {
             if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
                 return;
             }
-            let nonce = chain.state.account(&from_id).nonce
-                + pool.pending.get(&from_id).copied().unwrap_or(0);
+            let nonce = chain
+                .state
+                .account(&from_id)
+                .nonce
+                .saturating_add(pool.pending.get(&from_id).copied().unwrap_or(0));
             let amount = 1 + round as u128 % 1000;
             let bytes =
                 runtime::signed_transfer(&signer, self.inner.genesis, to_id, amount, nonce, true);

@@ -190,8 +190,9 @@ impl<'a> BlockExecutor<'a> {
     fn apply_signed(&mut self, valid: &ValidTransaction, call: &RuntimeCall) {
         // Pre-dispatch: the nonce is bumped and the tip burned whatever the dispatch does.
         let mut account = self.overlay.account(&valid.sender);
-        account.nonce += 1;
-        account.data.free -= valid.tip;
+        account.nonce = account.nonce.saturating_add(1);
+        // Validation left at least the existential deposit after the tip.
+        account.data.free = account.data.free.saturating_sub(valid.tip);
         self.overlay.put_account(&valid.sender, &account);
         if valid.tip > 0 {
             self.deposit(RuntimeEvent::Balances(balances::Event::Withdraw {
