@@ -628,4 +628,44 @@ mod tests {
             Some(runtime::metadata::runtime_version("poa-dev"))
         );
     }
+
+    /// What a follower must do to archive this chain's genesis state (design of issue 12): the
+    /// pairs `state_getPairs` lists (reserved keys left out) plus the runtime version JSON and the
+    /// metadata the node reports, under the reserved keys, hash to the genesis state root.
+    #[tokio::test]
+    async fn listed_genesis_pairs_plus_reported_version_and_metadata_are_the_genesis_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let m = super::super::module(Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        })
+        .unwrap();
+        let genesis = hex0x(&node.genesis_hash());
+        let pairs: Vec<(String, String)> =
+            call(&m, "state_getPairs", rpc_params!["0x", genesis.clone()])
+                .await
+                .unwrap();
+        let mut state: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = pairs
+            .iter()
+            .map(|(k, v)| (unhex(k).unwrap(), unhex(v).unwrap()))
+            .collect();
+        assert!(state.keys().all(|k| !k.starts_with(RESERVED_KEY_PREFIX)));
+        let version: Value = call(&m, "state_getRuntimeVersion", rpc_params![genesis.clone()])
+            .await
+            .unwrap();
+        let metadata: String = call(&m, "state_getMetadata", rpc_params![genesis])
+            .await
+            .unwrap();
+        state.insert(
+            RUNTIME_VERSION_KEY.to_vec(),
+            serde_json::to_vec(&version).unwrap(),
+        );
+        state.insert(METADATA_KEY.to_vec(), unhex(&metadata).unwrap());
+        assert_eq!(
+            runtime::state_root(&state),
+            node.header(0).unwrap().unwrap().state_root
+        );
+    }
 }
