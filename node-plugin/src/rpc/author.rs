@@ -60,9 +60,10 @@ async fn send(sink: &jsonrpsee::SubscriptionSink, v: Value) -> bool {
 }
 
 async fn watch(p: &Params<'_>, pending: PendingSubscriptionSink, b: Arc<Backend>) {
-    // Subscribed before submitting, so the block that includes it cannot be missed.
-    let mut heads = match &b.node {
-        Some(node) => node.subscribe_new_heads(),
+    // Subscribed (and the first block to search noted) before submitting, so the block that
+    // includes it cannot be missed.
+    let (mut heads, from) = match &b.node {
+        Some(node) => (node.subscribe_new_heads(), node.best().0 + 1),
         None => {
             pending
                 .reject(err(
@@ -81,7 +82,6 @@ async fn watch(p: &Params<'_>, pending: PendingSubscriptionSink, b: Arc<Backend>
         }
     };
     let mut finalized = node.subscribe_finalized();
-    let from = node.best().0 + 1;
     let Ok(sink) = pending.accept().await else {
         return;
     };
@@ -114,5 +114,70 @@ async fn watch(p: &Params<'_>, pending: PendingSubscriptionSink, b: Arc<Backend>
             _ = sink.closed() => return,
             h = finalized.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = h { return },
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use jsonrpsee::rpc_params;
+
+    use super::*;
+    use crate::node::{ChainSpec, NodeConfig};
+    use crate::runtime;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watched_submission_reports_ready_in_block_and_finalized() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            NodeConfig {
+                data_dir: dir.path().to_path_buf(),
+                spec: ChainSpec::dev(4),
+                block_time_ms: 0,
+                retention: 1000,
+                transfers_per_block: 0,
+                stop_at: None,
+            },
+            None,
+        )
+        .unwrap();
+        node.produce_block().unwrap();
+        let m = super::super::module(Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        })
+        .unwrap();
+        let alice = runtime::dev_signer("poa-dev", 0);
+        let bob = runtime::dev_signer("poa-dev", 1).account();
+        let xt = runtime::signed_transfer(&alice, node.genesis_hash(), bob, 5, 0, true);
+        let prefixed = hex0x(&parity_scale_codec::Encode::encode(&xt));
+        let mut sub = m
+            .subscribe_unbounded(
+                "author_submitAndWatchExtrinsic",
+                rpc_params![prefixed.clone()],
+            )
+            .await
+            .unwrap();
+        let next = |v: Option<Result<(Value, _), _>>| v.unwrap().unwrap().0;
+        assert_eq!(next(sub.next::<Value>().await), json!("ready"));
+        let producer = node.clone();
+        let number = tokio::task::spawn_blocking(move || producer.produce_block())
+            .await
+            .unwrap()
+            .unwrap();
+        let hash = hex0x(&node.header(number).unwrap().unwrap().hash());
+        assert_eq!(next(sub.next::<Value>().await), json!({ "inBlock": hash }));
+        assert_eq!(
+            next(sub.next::<Value>().await),
+            json!({ "finalized": hash })
+        );
+        // A replay is refused up front with Substrate's code and the reason.
+        let err = m
+            .subscribe_unbounded("author_submitAndWatchExtrinsic", rpc_params![prefixed])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stale nonce"), "{err}");
     }
 }
