@@ -291,12 +291,18 @@ async fn new_spec_and_extension_methods(nc: &HttpClient, expected: &Value, block
     let e = refuse("0x0102".into()).await;
     assert!(e.contains("1010") && e.contains("malformed"), "{e}");
     let genesis: [u8; 32] = h32(&expected["genesis"]);
-    let pauper = node_plugin::consensus::dev_signing_key("nobody", "poa-dev", 0);
-    let t = node_plugin::runtime::Transfer::signed(&pauper, &genesis, [1; 32], 5, 0);
-    let e = refuse(node_plugin::rpc::hex0x(
-        &parity_scale_codec::Encode::encode(&t),
-    ))
-    .await;
+    let pauper = node_plugin::runtime::Signer::Ed25519(node_plugin::consensus::dev_signing_key(
+        "nobody", "poa-dev", 0,
+    ));
+    let t = node_plugin::runtime::signed_transfer(
+        &pauper,
+        genesis,
+        node_plugin::runtime::AccountId32([1; 32]),
+        5,
+        0,
+        true,
+    );
+    let e = refuse(node_plugin::rpc::hex0x(&t)).await;
     assert!(e.contains("1010") && e.contains("cannot pay"), "{e}");
 }
 
@@ -387,9 +393,10 @@ async fn validator_archives_prunes_serves_real_clients_and_a_new_validator_syncs
         vec![expected["blocks"][5]["hash"].clone()],
     )
     .await;
+    // The timestamp inherent, then the 3 transfers.
     assert_eq!(
         block_5000["block"]["extrinsics"].as_array().unwrap().len(),
-        3
+        4
     );
     real_clients(&node.ws(), &expected, dir.path());
     new_spec_and_extension_methods(&nc, &expected, &block_5000).await;

@@ -103,15 +103,8 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
     let t = Instant::now();
     let mut parent = (0, node.genesis_hash());
     for (b, j) in &raw {
-        let c = check_block(
-            node.authorities(),
-            &node.genesis_hash(),
-            parent,
-            &mut state,
-            b,
-            j.as_deref(),
-        )
-        .context("verify block")?;
+        let c = check_block(node.authorities(), parent, &mut state, b, j.as_deref())
+            .context("verify block")?;
         parent = (parent.0 + 1, c.hash);
     }
     let verify_secs = t.elapsed().as_secs_f64();

@@ -47,7 +47,11 @@ pub fn run(data: &[u8]) {
             let segment = claimed_segment(rest);
             if let Ok(m) = Manifest::decode(segment, rest) {
                 let sealed = seal_manifest_record(&key(), &m).unwrap();
-                assert_eq!(seal_manifest_record(&key(), &m).unwrap(), sealed, "deterministic");
+                assert_eq!(
+                    seal_manifest_record(&key(), &m).unwrap(),
+                    sealed,
+                    "deterministic"
+                );
                 let m2 = open_manifest_record(&key(), segment, &sealed).unwrap();
                 assert_eq!(m2, m, "manifest record seal/open round trip");
             }

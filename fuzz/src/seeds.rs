@@ -8,7 +8,7 @@ use archiver::state_index::Entry;
 use archiver::{BlockRecord, MasterKey, StateChange};
 use ed25519_dalek::SigningKey;
 use node_plugin::rpc::{header_json, signed_block_json};
-use node_plugin::runtime::Transfer;
+use node_plugin::runtime::{signed_transfer, AccountId32, Signer};
 use node_plugin::substrate::{Digest, DigestItem};
 use node_plugin::{Block, Header, Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID};
 use parity_scale_codec::Encode;
@@ -277,9 +277,9 @@ fn tree_file() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Block 1 of a chain whose authorities are `scale::authorities()`: sealed, one transfer, justified.
 fn sample_block() -> (Block, Justifications) {
-    let alice = SigningKey::from_bytes(&[1; 32]);
-    let transfer = Transfer::signed(&alice, &GENESIS, [2; 32], 5, 0);
-    let extrinsics = vec![transfer.encode()];
+    let alice = Signer::Ed25519(SigningKey::from_bytes(&[1; 32]));
+    let transfer = signed_transfer(&alice, GENESIS, AccountId32([2; 32]), 5, 0, false);
+    let extrinsics = vec![transfer];
     let mut header = Header {
         parent_hash: [0x10; 32],
         number: 1,
@@ -343,6 +343,32 @@ fn rpc_params() -> Vec<(&'static str, Vec<u8>)> {
         ("get-header", "chain_getHeader", format!("[{hash}]")),
         ("get-block", "chain_getBlock", "[]".into()),
         ("get-pairs", "state_getPairs", "[\"0x3a\", null]".into()),
+        (
+            "get-storage",
+            "state_getStorage",
+            format!("[\"0x26aa394eea5630e07c48ae0c9558cef7\", {hash}]"),
+        ),
+        (
+            "keys-paged",
+            "state_getKeysPaged",
+            "[\"0x26aa\", 10, \"0x26aa39\", null]".into(),
+        ),
+        (
+            "query-storage-at",
+            "state_queryStorageAt",
+            format!("[[\"0x3a\", \"0x26aa\"], {hash}]"),
+        ),
+        (
+            "state-call",
+            "state_call",
+            "[\"Metadata_metadata_at_version\", \"0x0e000000\"]".into(),
+        ),
+        ("metadata", "state_getMetadata", format!("[{hash}]")),
+        (
+            "next-index",
+            "system_accountNextIndex",
+            "[\"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\"]".into(),
+        ),
         (
             "runtime-version",
             "state_getRuntimeVersion",

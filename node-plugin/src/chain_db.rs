@@ -56,8 +56,11 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-/// State entries a block wrote, (key, value) in key order.
-pub type StateChanges = Vec<(Vec<u8>, Vec<u8>)>;
+/// State entries a block wrote, (key, value) in key order; a `None` value deletes the key.
+pub type StateChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Value length that marks a deleted key in [`encode_changes`].
+const DELETED_VALUE_LEN: u32 = u32::MAX;
 
 /// A block's SCALE bytes and its SCALE justifications, if any.
 pub type BlockBytes = (Vec<u8>, Option<Vec<u8>>);
@@ -73,7 +76,7 @@ pub struct StoredBlock<'a> {
     /// SCALE `Justifications`, when the block carries any.
     pub justifications: Option<&'a [u8]>,
     /// Encoded state changes (see [`encode_changes`]).
-    pub changes: &'a [(Vec<u8>, Vec<u8>)],
+    pub changes: &'a [(Vec<u8>, Option<Vec<u8>>)],
     /// Whether `body`/`justifications` are kept (false when importing history older than the
     /// retention window: the archive holds it).
     pub keep_body: bool,
@@ -90,21 +93,27 @@ impl std::fmt::Debug for ChainDb {
     }
 }
 
-/// Encodes per-block state changes: count u32, then (key len u32, key, value len u32, value), LE.
-pub fn encode_changes(changes: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+/// Encodes per-block state changes: count u32, then (key len u32, key, value len u32, value),
+/// LE; a deletion has value length `u32::MAX` and no value.
+pub fn encode_changes(changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
     for (k, v) in changes {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
+        match v {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&DELETED_VALUE_LEN.to_le_bytes()),
+        }
     }
     out
 }
 
 /// Inverse of [`encode_changes`]; None on malformed input.
-pub fn decode_changes(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn decode_changes(mut b: &[u8]) -> Option<StateChanges> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if b.len() < n {
             return None;
@@ -125,7 +134,11 @@ pub fn decode_changes(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         let kl = take_u32(&mut b)?;
         let k = take(&mut b, kl)?.to_vec();
         let vl = take_u32(&mut b)?;
-        let v = take(&mut b, vl)?.to_vec();
+        let v = if vl == DELETED_VALUE_LEN as usize {
+            None
+        } else {
+            Some(take(&mut b, vl)?.to_vec())
+        };
         out.push((k, v));
     }
     b.is_empty().then_some(out)
@@ -223,7 +236,10 @@ impl ChainDb {
         }
         let state = self.cf(CF_STATE)?;
         for (k, v) in b.changes {
-            batch.put_cf(state, k, v);
+            match v {
+                Some(v) => batch.put_cf(state, k, v),
+                None => batch.delete_cf(state, k),
+            }
         }
         batch.put_cf(
             self.cf(CF_META)?,
@@ -348,7 +364,11 @@ mod tests {
 
     #[test]
     fn changes_round_trip_and_reject_garbage() {
-        let c = vec![(b"a".to_vec(), b"xyz".to_vec()), (vec![], vec![])];
+        let c = vec![
+            (b"a".to_vec(), Some(b"xyz".to_vec())),
+            (vec![], Some(vec![])),
+            (b"gone".to_vec(), None),
+        ];
         assert_eq!(decode_changes(&encode_changes(&c)).unwrap(), c);
         assert!(decode_changes(&[1, 0, 0]).is_none());
         assert!(decode_changes(&[200, 0, 0, 0, 1, 0, 0, 0]).is_none());
@@ -367,7 +387,10 @@ mod tests {
                     header: b"h",
                     body: b"b",
                     justifications: Some(b"j"),
-                    changes: &[(b"k".to_vec(), vec![n as u8])],
+                    changes: &[
+                        (b"k".to_vec(), Some(vec![n as u8])),
+                        (b"old".to_vec(), (n < 5).then(|| vec![1])),
+                    ],
                     keep_body: true,
                 },
                 Some((n, hash)),
@@ -382,6 +405,10 @@ mod tests {
         assert!(db.header(0).unwrap().is_some());
         assert_eq!(db.number_by_hash(&[3; 32]).unwrap(), Some(3));
         assert_eq!(db.state().unwrap()[&b"k".to_vec()], vec![9]);
+        assert!(
+            !db.state().unwrap().contains_key(b"old".as_slice()),
+            "deleted"
+        );
         assert_eq!(db.finalized().unwrap().unwrap().0, 9);
     }
 }

@@ -4,7 +4,7 @@
 //! bodies only below the plugin's watermark. A non-authoring node imports finalized blocks from
 //! elsewhere (the archive, another node) through the same verifier that a sync uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,10 +16,10 @@ use tokio::sync::broadcast;
 
 use crate::chain_db::{BlockBytes, ChainDb, ChainDbError, StateChanges, StoredBlock};
 use crate::consensus::{Authorities, ConsensusError};
-use crate::runtime::{self, dev_account, State, Transfer, TransferError};
+use crate::runtime::{self, AccountId32, Changes, InvalidTransaction, State};
 use crate::substrate::{
-    blake2_256, extrinsics_root, Block, Digest, DigestItem, GrandpaJustification, Hash, Header,
-    Justifications, AURA_ENGINE_ID, GRANDPA_ENGINE_ID,
+    extrinsics_root, Block, Digest, DigestItem, GrandpaJustification, Hash, Header, Justifications,
+    AURA_ENGINE_ID, GRANDPA_ENGINE_ID,
 };
 
 /// State key of the chain spec (JSON) in the genesis state: whoever holds the genesis state
@@ -29,6 +29,9 @@ pub const CHAIN_SPEC_KEY: &[u8] = b":chain_spec";
 pub const POOL_TRANSACTIONS_MAX: usize = 8192;
 /// Transactions one block takes at most.
 pub const BLOCK_TRANSACTIONS_MAX: usize = 1024;
+/// Recent blocks whose state the node can still answer for (by undoing their changes from the
+/// best state), as a Substrate node keeps 256 recent states; older states come from the archive.
+pub const RECENT_STATES_MAX: usize = 256;
 /// Buffered head notifications per subscriber before a slow subscriber starts missing some
 /// (followers fill gaps by number, so a miss costs nothing but a fetch).
 pub const HEAD_CHANNEL_CAPACITY: usize = 1024;
@@ -44,6 +47,14 @@ pub struct ChainSpec {
     pub accounts: u32,
     /// A justification every this many blocks (1 = every block).
     pub justification_period: u32,
+    /// The runtime's format ([`runtime::RUNTIME_FORMAT`]); specs written before it was recorded
+    /// read as format 1.
+    #[serde(default = "legacy_runtime_format")]
+    pub runtime_format: u32,
+}
+
+fn legacy_runtime_format() -> u32 {
+    1
 }
 
 impl ChainSpec {
@@ -53,7 +64,21 @@ impl ChainSpec {
             authorities,
             accounts: 16,
             justification_period: 1,
+            runtime_format: runtime::RUNTIME_FORMAT,
         }
+    }
+
+    /// Refuses a spec of another runtime format, naming both formats.
+    pub fn check_runtime_format(&self) -> Result<(), NodeError> {
+        if self.runtime_format == runtime::RUNTIME_FORMAT {
+            return Ok(());
+        }
+        Err(NodeError::Setup(format!(
+            "chain {:?} was made by runtime format {} and this build runs runtime format {} (Substrate extrinsics, metadata and storage layout); start a new chain (a new node database and archive) or use the release that made it",
+            self.name,
+            self.runtime_format,
+            runtime::RUNTIME_FORMAT
+        )))
     }
 
     /// The genesis state and header.
@@ -84,7 +109,7 @@ pub enum NodeError {
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
     #[error("invalid transaction: {0}")]
-    InvalidTransaction(#[from] TransferError),
+    InvalidTransaction(#[from] InvalidTransaction),
     #[error("transaction pool full ({POOL_TRANSACTIONS_MAX} waiting)")]
     PoolFull,
     #[error("block {number}: {reason}")]
@@ -105,8 +130,9 @@ pub struct FinalizedBlock<'a> {
     pub block: &'a [u8],
     /// SCALE `Justifications`, when this block carries any.
     pub justifications: Option<&'a [u8]>,
-    /// The state entries this block wrote (the whole genesis state for block 0).
-    pub changes: &'a [(Vec<u8>, Vec<u8>)],
+    /// The state entries this block wrote (the whole genesis state for block 0); `None`
+    /// deletes the key.
+    pub changes: &'a [(Vec<u8>, Option<Vec<u8>>)],
 }
 
 /// What a node needs from the thing it feeds (the archive, in-process).
@@ -148,13 +174,30 @@ struct ChainState {
     plugin_next: u64,
     /// Next transfer nonce the development load generator uses per account.
     load_round: u64,
+    /// The newest blocks' undo lists (number, hash, each changed key's value before the
+    /// block), newest last, at most [`RECENT_STATES_MAX`].
+    recent: VecDeque<(u64, Hash, Changes)>,
+}
+
+/// Where a submitted transaction is (see [`Node::tx_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    InPool,
+    InBlock(u64, Hash),
+    Gone,
+}
+
+/// A transaction waiting for a block.
+struct PoolTx {
+    bytes: Vec<u8>,
+    sender: AccountId32,
 }
 
 #[derive(Default)]
 struct Pool {
-    txs: Vec<Transfer>,
-    /// Per sender: transfers waiting and amount they spend.
-    pending: BTreeMap<[u8; 32], (u64, u128)>,
+    txs: Vec<PoolTx>,
+    /// Per sender: transactions waiting (their nonces follow the account's).
+    pending: BTreeMap<AccountId32, u32>,
 }
 
 struct NodeInner {
@@ -221,7 +264,10 @@ impl Node {
                 .map_err(|e| NodeError::Setup(format!("stored chain spec: {e}")))?,
             None => {
                 let (genesis_state, header) = cfg.spec.genesis();
-                let changes: Vec<(Vec<u8>, Vec<u8>)> = genesis_state.into_iter().collect();
+                let changes: Changes = genesis_state
+                    .into_iter()
+                    .map(|(k, v)| (k, Some(v)))
+                    .collect();
                 let hash = header.hash();
                 let spec_json = serde_json::to_vec(&cfg.spec)
                     .map_err(|e| NodeError::Setup(format!("encode chain spec: {e}")))?;
@@ -251,6 +297,7 @@ impl Node {
         db: ChainDb,
         plugin: Option<Box<dyn FinalityPlugin>>,
     ) -> Result<Self, NodeError> {
+        spec.check_runtime_format()?;
         let state = State {
             entries: db.state()?,
         };
@@ -293,6 +340,7 @@ impl Node {
                     finalized,
                     plugin_next,
                     load_round: 0,
+                    recent: VecDeque::new(),
                 }),
                 pool: Mutex::new(Pool::default()),
                 new_heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
@@ -412,6 +460,53 @@ impl Node {
         lock(&self.inner.chain).state.entries.clone()
     }
 
+    /// Whether the node holds the state after block `number`: the best block's, or one of
+    /// the last [`RECENT_STATES_MAX`] blocks' (by undoing the newer blocks' changes).
+    fn undo_lists_after(chain: &ChainState, number: u64) -> Option<Vec<&Changes>> {
+        if number > chain.best.0 {
+            return None;
+        }
+        let oldest_undoable = chain.recent.front().map_or(chain.best.0, |(n, _, _)| n - 1);
+        (number >= oldest_undoable).then(|| {
+            chain
+                .recent
+                .iter()
+                .rev()
+                .take_while(|(n, _, _)| *n > number)
+                .map(|(_, _, undo)| undo)
+                .collect()
+        })
+    }
+
+    /// The value of `key` after block `number`; `None` when the node no longer holds that
+    /// state (older than [`RECENT_STATES_MAX`] blocks: ask the archive), `Some(None)` when the
+    /// key was absent then.
+    pub fn storage_at(&self, key: &[u8], number: u64) -> Option<Option<Vec<u8>>> {
+        let chain = lock(&self.inner.chain);
+        let undos = Self::undo_lists_after(&chain, number)?;
+        let mut value = chain.state.entries.get(key).cloned();
+        // Newest first: the last undo applied is the oldest block after `number`.
+        for undo in undos {
+            if let Some((_, old)) = undo.iter().find(|(k, _)| k.as_slice() == key) {
+                value = old.clone();
+            }
+        }
+        Some(value)
+    }
+
+    /// The whole state after block `number`, if the node holds it (see [`Self::storage_at`]).
+    pub fn state_at(&self, number: u64) -> Option<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let chain = lock(&self.inner.chain);
+        let undos = Self::undo_lists_after(&chain, number)?;
+        let mut state = State {
+            entries: chain.state.entries.clone(),
+        };
+        for undo in undos {
+            state.apply_changes(undo);
+        }
+        Some(state.entries)
+    }
+
     pub fn subscribe_new_heads(&self) -> broadcast::Receiver<Header> {
         self.inner.new_heads.subscribe()
     }
@@ -436,27 +531,71 @@ impl Node {
             .map_or(0, |p| p.prune_watermark())
     }
 
-    /// Validates a transfer against the current state and the pool, then queues it. Returns the
-    /// extrinsic hash (BLAKE2b-256 of its bytes).
+    /// Validates an extrinsic (its own bytes) against the current state and the pool, as the
+    /// next block would see it, then queues it. Returns its hash (Substrate's: BLAKE2b-256 of
+    /// the length-prefixed extrinsic).
     pub fn submit(&self, extrinsic: &[u8]) -> Result<Hash, NodeError> {
-        let t = Transfer::decode_exact(extrinsic)?;
         let chain = lock(&self.inner.chain);
         let mut pool = lock(&self.inner.pool);
         if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
             return Err(NodeError::PoolFull);
         }
-        let pending = pool.pending.get(&t.from).copied().unwrap_or((0, 0));
-        chain
-            .state
-            .check_transfer(&self.inner.genesis, &t, pending)?;
-        let entry = pool.pending.entry(t.from).or_insert((0, 0));
-        entry.0 += 1;
-        entry.1 += t.amount;
-        pool.txs.push(t);
-        Ok(blake2_256(extrinsic))
+        let best = (block_number_u32(chain.best.0)?, chain.best.1);
+        let valid = runtime::executive::validate_transaction(
+            &chain.state.entries,
+            best,
+            extrinsic,
+            |who| pool.pending.get(who).copied().unwrap_or(0),
+        )?;
+        *pool.pending.entry(valid.sender).or_insert(0) += 1;
+        pool.txs.push(PoolTx {
+            bytes: extrinsic.to_vec(),
+            sender: valid.sender,
+        });
+        Ok(runtime::extrinsic::extrinsic_hash(extrinsic))
     }
 
-    /// Development load: `transfers_per_block` transfers between endowed accounts.
+    /// Where `extrinsic` (its own bytes) is: waiting in the pool, in a block numbered `from`
+    /// or later, or gone (dropped as invalid when a block was built). Taken under the chain
+    /// lock, so no block is half-built meanwhile.
+    pub fn tx_status(&self, extrinsic: &[u8], from: u64) -> Result<TxStatus, NodeError> {
+        let chain = lock(&self.inner.chain);
+        if lock(&self.inner.pool)
+            .txs
+            .iter()
+            .any(|t| t.bytes == extrinsic)
+        {
+            return Ok(TxStatus::InPool);
+        }
+        for n in from..=chain.best.0 {
+            let Some((bytes, _)) = self.local_block(n)? else {
+                continue;
+            };
+            let block = Block::from_bytes(&bytes).map_err(|e| NodeError::InvalidBlock {
+                number: n,
+                reason: e.to_string(),
+            })?;
+            if block.extrinsics.iter().any(|x| x == extrinsic) {
+                return Ok(TxStatus::InBlock(n, block.hash()));
+            }
+        }
+        Ok(TxStatus::Gone)
+    }
+
+    /// The next nonce of `who`: its account's, plus its transactions waiting in the pool
+    /// (`system_accountNextIndex`).
+    pub fn next_nonce(&self, who: &AccountId32) -> u32 {
+        let chain = lock(&self.inner.chain);
+        let pool = lock(&self.inner.pool);
+        chain
+            .state
+            .account(who)
+            .nonce
+            .saturating_add(pool.pending.get(who).copied().unwrap_or(0))
+    }
+
+    /// Development load: `transfers_per_block` transfers between endowed accounts, signed by
+    /// their ed25519 development keys.
     fn generate_load(&self, chain: &mut ChainState) {
         let n = self.inner.cfg.transfers_per_block;
         let accounts = self.inner.spec.accounts.max(2);
@@ -468,25 +607,44 @@ impl Node {
             if from == to {
                 continue;
             }
-            let key = dev_account(&self.inner.spec.name, from);
-            let to_pk = dev_account(&self.inner.spec.name, to)
-                .verifying_key()
-                .to_bytes();
-            let from_pk = key.verifying_key().to_bytes();
-            // One pool lock per transfer: the nonce, the pending totals and the push agree.
+            let signer = runtime::dev_signer(&self.inner.spec.name, from);
+            let to_id = runtime::dev_signer(&self.inner.spec.name, to).account();
+            let from_id = signer.account();
+            // One pool lock per transfer: the nonce, the pending count and the push agree.
             let mut pool = lock(&self.inner.pool);
             if pool.txs.len() >= POOL_TRANSACTIONS_MAX {
                 return;
             }
-            let nonce =
-                chain.state.account(&from_pk).nonce + pool.pending.get(&from_pk).map_or(0, |p| p.0);
+            let nonce = chain
+                .state
+                .account(&from_id)
+                .nonce
+                .saturating_add(pool.pending.get(&from_id).copied().unwrap_or(0));
             let amount = 1 + round as u128 % 1000;
-            let t = Transfer::signed(&key, &self.inner.genesis, to_pk, amount, nonce);
-            let entry = pool.pending.entry(from_pk).or_insert((0, 0));
-            entry.0 += 1;
-            entry.1 += amount;
-            pool.txs.push(t);
+            let bytes =
+                runtime::signed_transfer(&signer, self.inner.genesis, to_id, amount, nonce, true);
+            *pool.pending.entry(from_id).or_insert(0) += 1;
+            pool.txs.push(PoolTx {
+                bytes,
+                sender: from_id,
+            });
         }
+    }
+
+    /// Takes up to a block's worth of transactions out of the pool.
+    fn take_from_pool(&self) -> Vec<Vec<u8>> {
+        let mut pool = lock(&self.inner.pool);
+        let take = pool.txs.len().min(BLOCK_TRANSACTIONS_MAX);
+        let txs: Vec<PoolTx> = pool.txs.drain(..take).collect();
+        for t in &txs {
+            if let Some(p) = pool.pending.get_mut(&t.sender) {
+                *p = p.saturating_sub(1);
+                if *p == 0 {
+                    pool.pending.remove(&t.sender);
+                }
+            }
+        }
+        txs.into_iter().map(|t| t.bytes).collect()
     }
 
     /// Authors one block on top of the best block (and finalizes when its number is a multiple
@@ -496,63 +654,45 @@ impl Node {
         self.generate_load(&mut chain);
         let (parent_n, parent_h, parent_header) = chain.best.clone();
         let number = parent_n + 1;
+        let number_u32 = block_number_u32(number)?;
         let parent_slot = parent_header.digest.aura_slot().unwrap_or(0);
         let slot = match self.inner.cfg.block_time_ms {
             0 => parent_slot + 1,
             t => (now_ms() / t).max(parent_slot + 1),
         };
-        let txs: Vec<Transfer> = {
-            let mut pool = lock(&self.inner.pool);
-            let take = pool.txs.len().min(BLOCK_TRANSACTIONS_MAX);
-            let txs: Vec<Transfer> = pool.txs.drain(..take).collect();
-            for t in &txs {
-                if let Some(p) = pool.pending.get_mut(&t.from) {
-                    p.0 = p.0.saturating_sub(1);
-                    p.1 = p.1.saturating_sub(t.amount);
-                    if p.0 == 0 {
-                        pool.pending.remove(&t.from);
-                    }
-                }
-            }
-            txs
+        let pre_digest = Digest {
+            logs: vec![DigestItem::PreRuntime(
+                AURA_ENGINE_ID,
+                slot.to_le_bytes().to_vec(),
+            )],
         };
         // Transactions invalidated since submission (e.g. by another in this block) are dropped.
-        let mut extrinsics = Vec::with_capacity(txs.len());
-        let mut next_state = chain.state.clone();
-        for t in txs {
-            let x = t.encode();
-            let mut trial = next_state.clone();
-            if trial
-                .apply_block(&self.inner.genesis, std::slice::from_ref(&x))
-                .is_ok()
-            {
-                next_state = trial;
-                extrinsics.push(x);
-            }
-        }
-        let mut state = chain.state.clone();
-        let changes = state
-            .apply_block(&self.inner.genesis, &extrinsics)
-            .map_err(|(i, e)| NodeError::InvalidBlock {
-                number,
-                reason: format!("extrinsic {i}: {e}"),
-            })?;
+        let (extrinsics, changes) = runtime::executive::build_block(
+            &chain.state.entries,
+            number_u32,
+            parent_h,
+            &pre_digest,
+            now_ms(),
+            self.take_from_pool(),
+        )
+        .map_err(|e| NodeError::InvalidBlock {
+            number,
+            reason: e.to_string(),
+        })?;
+        let mut state = std::mem::take(&mut chain.state);
+        let undo = state.apply_changes(&changes);
         let mut header = Header {
             parent_hash: parent_h,
-            number: u32::try_from(number).map_err(|_| NodeError::InvalidBlock {
-                number,
-                reason: "block number exceeds u32".into(),
-            })?,
+            number: number_u32,
             state_root: state.root(),
             extrinsics_root: extrinsics_root(&extrinsics),
-            digest: Digest {
-                logs: vec![DigestItem::PreRuntime(
-                    AURA_ENGINE_ID,
-                    slot.to_le_bytes().to_vec(),
-                )],
-            },
+            digest: pre_digest,
         };
-        self.inner.authorities.seal(&mut header, slot)?;
+        chain.state = state;
+        if let Err(e) = self.inner.authorities.seal(&mut header, slot) {
+            chain.state.apply_changes(&undo);
+            return Err(e.into());
+        }
         let hash = header.hash();
         let justifications = (number % self.inner.spec.justification_period.max(1) as u64 == 0)
             .then(|| {
@@ -561,7 +701,7 @@ impl Node {
             });
         let body = extrinsics.encode();
         let finalized = justifications.as_ref().map(|_| (number, hash));
-        self.inner.db.put_block(
+        if let Err(e) = self.inner.db.put_block(
             &StoredBlock {
                 number,
                 hash,
@@ -573,8 +713,11 @@ impl Node {
             },
             finalized,
             None,
-        )?;
-        chain.state = state;
+        ) {
+            chain.state.apply_changes(&undo);
+            return Err(e.into());
+        }
+        remember_recent(&mut chain, number, hash, undo);
         chain.best = (number, hash, header.clone());
         let _ = self.inner.new_heads.send(header.clone());
         if let Some(f) = finalized {
@@ -684,19 +827,17 @@ impl Node {
     ) -> Result<u64, NodeError> {
         let mut chain = lock(&self.inner.chain);
         let (best_n, best_h, _) = chain.best.clone();
-        let mut state = chain.state.clone();
         let checked = check_block(
             &self.inner.authorities,
-            &self.inner.genesis,
             (best_n, best_h),
-            &mut state,
+            &mut chain.state,
             block_bytes,
             justifications,
         )?;
         let number = best_n + 1;
         let header_len = checked.header.encoded_size();
         let keep = keep_body;
-        self.inner.db.put_block(
+        if let Err(e) = self.inner.db.put_block(
             &StoredBlock {
                 number,
                 hash: checked.hash,
@@ -708,8 +849,11 @@ impl Node {
             },
             Some((number, checked.hash)),
             None,
-        )?;
-        chain.state = state;
+        ) {
+            chain.state.apply_changes(&checked.undo);
+            return Err(e.into());
+        }
+        remember_recent(&mut chain, number, checked.hash, checked.undo.clone());
         chain.best = (number, checked.hash, checked.header.clone());
         chain.finalized = (number, checked.hash);
         if keep {
@@ -756,15 +900,17 @@ pub struct CheckedBlock {
     pub hash: Hash,
     pub extrinsics: Vec<Vec<u8>>,
     pub changes: StateChanges,
+    /// What undoes `changes` (each changed key's value before the block).
+    pub undo: StateChanges,
     pub justified: bool,
 }
 
 /// Full verification of the block after `parent`: SCALE well-formed, number and parent hash
 /// follow, extrinsics root, Aura seal by the slot's author, justification (if any) by a
-/// supermajority, and execution reaching the header's state root. `state` is advanced on success.
+/// supermajority, and execution reaching the header's state root. `state` is advanced on
+/// success and unchanged on error.
 pub fn check_block(
     authorities: &Authorities,
-    genesis: &Hash,
     parent: (u64, Hash),
     state: &mut State,
     block_bytes: &[u8],
@@ -801,24 +947,34 @@ pub fn check_block(
             justified = true;
         }
     }
-    let mut next = state.clone();
-    let changes = next
-        .apply_block(genesis, &block.extrinsics)
-        .map_err(|(i, e)| bad(format!("extrinsic {i}: {e}")))?;
-    let root = next.root();
+    // The runtime sees the digest as it was before sealing (as in Substrate).
+    let mut pre_digest = header.digest.clone();
+    if matches!(pre_digest.logs.last(), Some(DigestItem::Seal(..))) {
+        pre_digest.logs.pop();
+    }
+    let (changes, undo) = state
+        .execute_block(
+            header.number,
+            header.parent_hash,
+            &pre_digest,
+            &block.extrinsics,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+    let root = state.root();
     if root != header.state_root {
+        state.apply_changes(&undo);
         return Err(bad(format!(
             "executing it gives state root 0x{}, the header says 0x{}",
             hex::encode(root),
             hex::encode(header.state_root)
         )));
     }
-    *state = next;
     Ok(CheckedBlock {
         header,
         hash,
         extrinsics: block.extrinsics,
         changes,
+        undo,
         justified,
     })
 }
@@ -847,6 +1003,7 @@ pub fn check_genesis(
         .get(CHAIN_SPEC_KEY)
         .and_then(|raw| serde_json::from_slice(raw).ok())
         .ok_or_else(|| bad("genesis state has no chain spec".into()))?;
+    spec.check_runtime_format()?;
     let keys = runtime::authorities_in(&state.entries)
         .ok_or_else(|| bad("genesis state has no authority set".into()))?;
     let hash = block.header.hash();
@@ -880,13 +1037,32 @@ pub fn init_from_genesis(
             header: &block_bytes[..header_len],
             body: &block_bytes[header_len..],
             justifications: None,
-            changes: genesis_state,
+            changes: &genesis_state
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect::<Changes>(),
             keep_body: true,
         },
         Some((0, hash)),
         Some(&spec_json),
     )?;
     Ok(())
+}
+
+/// Keeps `undo` of block `number` in the recent-state window, dropping the oldest beyond it.
+fn remember_recent(chain: &mut ChainState, number: u64, hash: Hash, undo: Changes) {
+    chain.recent.push_back((number, hash, undo));
+    while chain.recent.len() > RECENT_STATES_MAX {
+        chain.recent.pop_front();
+    }
+}
+
+/// A block number as the header's `u32`.
+fn block_number_u32(number: u64) -> Result<u32, NodeError> {
+    u32::try_from(number).map_err(|_| NodeError::InvalidBlock {
+        number,
+        reason: "block number exceeds u32".into(),
+    })
 }
 
 fn now_ms() -> u64 {
@@ -991,6 +1167,94 @@ mod tests {
     }
 
     #[test]
+    fn recent_states_are_held_and_older_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            NodeConfig {
+                transfers_per_block: 1,
+                ..cfg(dir.path(), 1000)
+            },
+            None,
+        )
+        .unwrap();
+        let blocks = RECENT_STATES_MAX as u64 + 20;
+        for _ in 0..blocks {
+            node.produce_block().unwrap();
+        }
+        let number_key = runtime::storage::number_key();
+        let oldest_held = blocks - RECENT_STATES_MAX as u64;
+        for n in [
+            oldest_held,
+            oldest_held + 1,
+            blocks / 2 + 100,
+            blocks - 1,
+            blocks,
+        ] {
+            let state = node.state_at(n).unwrap();
+            // Each held state is exactly the one the block's header commits to.
+            assert_eq!(
+                runtime::state_root(&state),
+                node.header(n).unwrap().unwrap().state_root,
+                "block {n}"
+            );
+            let number = node.storage_at(&number_key, n).unwrap().unwrap();
+            assert_eq!(number, (n as u32).encode(), "block {n}");
+        }
+        assert!(node.state_at(oldest_held - 1).is_none());
+        assert!(node.storage_at(&number_key, oldest_held - 1).is_none());
+        assert!(node.storage_at(&number_key, blocks + 1).is_none());
+    }
+
+    #[test]
+    fn a_chain_of_another_runtime_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), 5);
+        drop(Node::open(c.clone(), None).unwrap());
+        // As a database written before the runtime format was recorded holds its spec.
+        let legacy =
+            br#"{"name":"poa-dev","authorities":4,"accounts":16,"justification_period":4}"#;
+        {
+            let db = ChainDb::open(&dir.path().join("chain")).unwrap();
+            let header = db.header(0).unwrap().unwrap();
+            let hash = Header::from_bytes(&header).unwrap().hash();
+            db.put_block(
+                &StoredBlock {
+                    number: 0,
+                    hash,
+                    header: &header,
+                    body: &Vec::<Vec<u8>>::new().encode(),
+                    justifications: None,
+                    changes: &[],
+                    keep_body: true,
+                },
+                Some((0, hash)),
+                Some(legacy),
+            )
+            .unwrap();
+        }
+        let err = Node::open(c.clone(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("runtime format 1") && err.contains("runtime format 2"),
+            "{err}"
+        );
+        // An archived genesis of the old format is refused the same way.
+        let (mut state, header) = c.spec.genesis();
+        state.insert(CHAIN_SPEC_KEY.to_vec(), legacy.to_vec());
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = state.into_iter().collect();
+        let block = crate::substrate::Block {
+            header: Header {
+                state_root: runtime::state_root(&pairs.iter().cloned().collect()),
+                ..header
+            },
+            extrinsics: vec![],
+        };
+        let err = check_genesis(&block.encode(), &pairs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runtime format 1"), "{err}");
+    }
+
+    #[test]
     fn bad_transactions_are_refused_at_submission() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::open(
@@ -1001,24 +1265,39 @@ mod tests {
             None,
         )
         .unwrap();
-        let alice = dev_account("poa-dev", 0);
-        let bob = dev_account("poa-dev", 1).verifying_key().to_bytes();
-        let ok = Transfer::signed(&alice, &node.genesis_hash(), bob, 5, 0).encode();
-        node.submit(&ok).unwrap();
+        let alice = runtime::dev_signer("poa-dev", 0);
+        let bob = runtime::dev_signer("poa-dev", 1).account();
+        let genesis = node.genesis_hash();
+        let ok = runtime::signed_transfer(&alice, genesis, bob, 5, 0, true);
+        let hash = node.submit(&ok).unwrap();
+        assert_eq!(hash, runtime::extrinsic::extrinsic_hash(&ok));
         let err = node.submit(&ok).unwrap_err().to_string();
-        assert!(err.contains("nonce"), "{err}");
-        let next = Transfer::signed(&alice, &node.genesis_hash(), bob, 5, 1).encode();
+        assert!(err.contains("stale nonce"), "{err}");
+        let future = runtime::signed_transfer(&alice, genesis, bob, 5, 5, true);
+        let err = node.submit(&future).unwrap_err().to_string();
+        assert!(err.contains("future nonce"), "{err}");
+        let next = runtime::signed_transfer(&alice, genesis, bob, 5, 1, true);
         node.submit(&next).unwrap();
+        assert_eq!(node.next_nonce(&alice.account()), 2);
         assert!(node
             .submit(&[1, 2, 3])
             .unwrap_err()
             .to_string()
             .contains("malformed"));
+        let wrong_chain = runtime::signed_transfer(&alice, [9; 32], bob, 5, 2, true);
+        let err = node.submit(&wrong_chain).unwrap_err().to_string();
+        assert!(err.contains("bad signature"), "{err}");
+        assert_eq!(node.tx_status(&next, 1).unwrap(), TxStatus::InPool);
         node.produce_block().unwrap();
         let a = State {
             entries: node.state(),
         }
-        .account(&alice.verifying_key().to_bytes());
+        .account(&alice.account());
         assert_eq!(a.nonce, 2);
+        assert!(matches!(
+            node.tx_status(&next, 1).unwrap(),
+            TxStatus::InBlock(1, _)
+        ));
+        assert_eq!(node.tx_status(&wrong_chain, 1).unwrap(), TxStatus::Gone);
     }
 }

@@ -177,7 +177,7 @@ impl FinalityPlugin for ArchivePlugin {
                 .iter()
                 .map(|(k, v)| StateChange {
                     key: k.clone(),
-                    value: Some(v.clone()),
+                    value: v.clone(),
                 })
                 .collect(),
         };

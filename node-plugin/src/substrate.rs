@@ -102,7 +102,7 @@ fn decode_exact<T: Decode>(what: &'static str, bytes: &[u8]) -> Result<T, ChainF
 ///
 /// The tags are not in declaration order upstream (1–3 and 7 were removed over time), so each
 /// variant pins its index: a re-ordering here must not change the bytes.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, scale_info::TypeInfo)]
 pub enum DigestItem {
     /// Tag 0: arbitrary bytes a runtime chose to log.
     #[codec(index = 0)]
@@ -122,7 +122,7 @@ pub enum DigestItem {
 }
 
 /// The header's digest: a list of log items (SCALE: `Vec<DigestItem>`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, scale_info::TypeInfo)]
 pub struct Digest {
     /// The log items in the order the node wrote them (the seal comes last).
     pub logs: Vec<DigestItem>,

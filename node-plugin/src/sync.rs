@@ -134,7 +134,7 @@ pub async fn sync(
                 report.blocks += 1;
                 continue;
             }
-            let Some((db, state, authorities, genesis)) = ctx.as_mut() else {
+            let Some((db, state, authorities, _genesis)) = ctx.as_mut() else {
                 return Err(SyncError::Block {
                     segment,
                     number: n,
@@ -147,7 +147,6 @@ pub async fn sync(
             };
             let checked = check_block(
                 authorities,
-                genesis,
                 parent,
                 state,
                 &rec.block,

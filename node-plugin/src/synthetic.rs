@@ -69,10 +69,10 @@ const SIGNATURE_LEN: usize = 64;
 /// like real signed ones.
 const SIGNED_EXTRINSIC_V4: u8 = 0x84;
 
-/// First bytes of the timestamp inherent: unsigned v4 extrinsic (`0x04`), then a stand-in
-/// pallet index (3) and call index (0, `set`) for `Timestamp::set`; the `Compact<u64>` moment
-/// in milliseconds follows.
-const TIMESTAMP_CALL_PREFIX: [u8; 3] = [0x04, 0x03, 0x00];
+/// First bytes of the timestamp inherent: unsigned v4 extrinsic (`0x04`), then the reference
+/// runtime's Timestamp pallet index and `set`'s call index; the `Compact<u64>` moment in
+/// milliseconds follows, so the inherent decodes as the runtime's own.
+const TIMESTAMP_CALL_PREFIX: [u8; 3] = [0x04, crate::runtime::types::TIMESTAMP_PALLET_INDEX, 0x00];
 
 /// Domain separator for per-block RNG seeds, so they cannot collide with other uses of the seed.
 const BLOCK_SEED_DOMAIN: &[u8] = b"node-plugin/synthetic/block/v1";
@@ -331,6 +331,12 @@ mod tests {
             assert!(last_slot.is_none_or(|last| slot > last));
             last_slot = Some(slot);
             assert!(block.extrinsics[0].starts_with(&TIMESTAMP_CALL_PREFIX));
+            let inherent =
+                crate::runtime::UncheckedExtrinsic::from_bytes(&block.extrinsics[0]).unwrap();
+            assert!(matches!(
+                inherent.function,
+                crate::runtime::RuntimeCall::Timestamp(_)
+            ));
             assert!(block.extrinsics.len() > MIN_RANDOM_EXTRINSICS);
             assert!(matches!(
                 block.header.digest.logs.last(),

@@ -191,7 +191,7 @@ type Handed = (
     [u8; 32],
     Vec<u8>,
     Option<Vec<u8>>,
-    Vec<(Vec<u8>, Vec<u8>)>,
+    Vec<(Vec<u8>, Option<Vec<u8>>)>,
 );
 
 fn chain_blocks(dir: &Path, count: u64) -> Vec<Handed> {
@@ -263,7 +263,10 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
                 block: block.clone(),
                 justifications: j.clone(),
                 changes: if *number == 0 {
-                    changes.clone()
+                    changes
+                        .iter()
+                        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                        .collect()
                 } else {
                     Vec::new()
                 },

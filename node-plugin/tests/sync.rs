@@ -51,10 +51,7 @@ fn chain(dir: &std::path::Path) -> (Node, Vec<BlockRecord>) {
                     .unwrap()
                     .unwrap()
                     .into_iter()
-                    .map(|(key, v)| StateChange {
-                        key,
-                        value: Some(v),
-                    })
+                    .map(|(key, value)| StateChange { key, value })
                     .collect(),
             }
         })
@@ -137,7 +134,8 @@ async fn forged_block_and_forged_justification_are_named() {
     // A body swapped under an unchanged header (same hash, so the archive's hash links hold).
     let mut forged = records.clone();
     let mut block = Block::from_bytes(&forged[137].block).unwrap();
-    block.extrinsics[0][100] ^= 1;
+    // The last extrinsic: a signed transfer (the first is the short timestamp inherent).
+    block.extrinsics.last_mut().unwrap()[100] ^= 1;
     forged[137].block = block.encode();
     let hosted = archive_of(&forged).await;
     let (_out, res) = run_sync(&hosted, records[0].hash).await;

@@ -68,6 +68,7 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
         authorities: a.authorities,
         accounts: ChainSpec::dev(a.authorities).accounts,
         justification_period: a.justification_period,
+        runtime_format: node_plugin::runtime::RUNTIME_FORMAT,
     };
     chain::run_node(
         config,

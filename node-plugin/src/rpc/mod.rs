@@ -21,8 +21,12 @@ use parity_scale_codec::{Decode, Encode};
 use serde_json::{json, Value};
 
 use crate::node::{Node, NodeError};
-use crate::runtime::{runtime_version_json, RUNTIME_VERSIONS_KEY};
+
+mod author;
+mod state;
+
 use crate::substrate::{Block, DigestItem, Hash, Header, Justifications};
+pub use state::{runtime_version_from_json, KEYS_PAGE_MAX, QUERY_KEYS_MAX};
 
 /// JSON-RPC error code: the block (hash or number) is not part of this chain's known history.
 pub const ERROR_BLOCK_NOT_FOUND: i32 = 4001;
@@ -318,25 +322,8 @@ impl Backend {
         Ok((block, js))
     }
 
-    /// The runtime version in force at `number`, from the archived version list.
-    fn runtime_version(&self, number: u64) -> RpcResult<Value> {
-        let raw = match (&self.node, self.store()) {
-            (Some(node), _) => node.state().get(RUNTIME_VERSIONS_KEY).cloned(),
-            (None, Some(store)) => store.state(RUNTIME_VERSIONS_KEY).map_err(archive_err)?,
-            (None, None) => None,
-        };
-        let versions = raw
-            .and_then(|r| Vec::<(u64, Vec<u8>)>::decode(&mut &r[..]).ok())
-            .unwrap_or_default();
-        match versions.iter().rev().find(|(first, _)| *first <= number) {
-            Some((_, json)) => serde_json::from_slice(json)
-                .map_err(|e| unavailable(format!("runtime version record: {e}"))),
-            None => Ok(runtime_version_json(&self.chain_name)),
-        }
-    }
-
     /// Resolves an optional hash parameter to a block number (absent: the best block).
-    async fn resolve(&self, hash: Option<String>) -> RpcResult<u64> {
+    pub(crate) async fn resolve(&self, hash: Option<String>) -> RpcResult<u64> {
         match hash {
             None => Ok(self.best()?.0),
             Some(h) => self.number_of(&parse_hash(&h)?).await,
@@ -354,7 +341,9 @@ pub const METHODS: &[&str] = &[
     "archiver_inclusionProof",
     "archiver_segmentManifest",
     "archiver_status",
+    "author_submitAndWatchExtrinsic",
     "author_submitExtrinsic",
+    "author_unwatchExtrinsic",
     "chain_getBlock",
     "chain_getBlockHash",
     "chain_getFinalisedHead",
@@ -370,10 +359,19 @@ pub const METHODS: &[&str] = &[
     "chain_unsubscribeNewHead",
     "chain_unsubscribeNewHeads",
     "rpc_methods",
+    "state_call",
+    "state_getKeysPaged",
+    "state_getMetadata",
     "state_getPairs",
     "state_getRuntimeVersion",
+    "state_getStorage",
+    "state_getStorageAt",
+    "state_queryStorageAt",
     "state_subscribeRuntimeVersion",
+    "state_subscribeStorage",
     "state_unsubscribeRuntimeVersion",
+    "state_unsubscribeStorage",
+    "system_accountNextIndex",
     "system_chain",
     "system_health",
     "system_name",
@@ -476,55 +474,8 @@ pub fn module(
         let (block, js) = b.block(n).await?;
         Ok::<Value, ErrorObjectOwned>(signed_block_json(&block, js.as_ref()))
     })?;
-    m.register_async_method("state_getRuntimeVersion", |p, b, _| async move {
-        let n = b.resolve(opt_string(&p, 0)?).await?;
-        b.runtime_version(n)
-    })?;
-    m.register_async_method("state_getPairs", |p, b, _| async move {
-        let prefix = unhex(&opt_string(&p, 0)?.unwrap_or_else(|| "0x".into())).map_err(invalid)?;
-        let n = b.resolve(opt_string(&p, 1)?).await?;
-        // Only the genesis state is reproducible without a state archive: a follower archives it
-        // with block 0 so a sync can start from it.
-        if n != 0 {
-            return Err(err(
-                ERROR_BLOCK_UNAVAILABLE,
-                format!("state at #{n} is not kept; only the genesis state is served"),
-            ));
-        }
-        let node = b
-            .node
-            .as_ref()
-            .ok_or_else(|| err(ERROR_NOT_A_NODE, "state needs a live node"))?;
-        let (state, _) = node.spec().genesis();
-        Ok(state
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| json!([hex0x(&k), hex0x(&v)]))
-            .collect::<Vec<_>>())
-    })?;
-    m.register_method("author_submitExtrinsic", |p, b, _| {
-        let x = opt_string(&p, 0)?.ok_or_else(|| invalid("extrinsic hex expected"))?;
-        let bytes = unhex(&x).map_err(invalid)?;
-        // Clients send the extrinsic SCALE-wrapped (compact length prefix), like in blocks.
-        let inner = Vec::<u8>::decode(&mut &bytes[..])
-            .ok()
-            .filter(|v| {
-                v.len() + parity_scale_codec::Compact(v.len() as u32).encoded_size() == bytes.len()
-            })
-            .unwrap_or(bytes);
-        let node = b.node.as_ref().ok_or_else(|| {
-            err(
-                ERROR_NOT_A_NODE,
-                "this server serves the archive only; submit to a node",
-            )
-        })?;
-        node.submit(&inner).map(|h| hex0x(&h)).map_err(|e| {
-            err(
-                ERROR_INVALID_TRANSACTION,
-                format!("Invalid Transaction: {e}"),
-            )
-        })
-    })?;
+    state::register(&mut m)?;
+    author::register(&mut m)?;
 
     m.register_method("archive_v1_genesisHash", |_, b, _| {
         if let Some(node) = &b.node {
@@ -669,21 +620,6 @@ pub fn module(
             heads_subscription(pending, b, finalized).await;
         })?;
     }
-    m.register_subscription(
-        "state_subscribeRuntimeVersion",
-        "state_runtimeVersion",
-        "state_unsubscribeRuntimeVersion",
-        |_, pending, b, _| async move {
-            let Ok(sink) = pending.accept().await else {
-                return;
-            };
-            let n = b.best().map(|x| x.0).unwrap_or(0);
-            if let Some(msg) = b.runtime_version(n).ok().as_ref().and_then(raw) {
-                let _ = sink.send(msg).await;
-            }
-            sink.closed().await;
-        },
-    )?;
     Ok(m)
 }
 
@@ -849,6 +785,9 @@ where
         let service = self.service.clone();
         let metrics = self.metrics.clone();
         async move {
+            // What clients call, for `RUST_LOG=node_plugin::rpc=debug` (method names only: no
+            // parameters, which may carry extrinsics).
+            tracing::debug!(method = request.method_name(), "rpc call");
             let Some(metrics) = metrics else {
                 return service.call(request).await;
             };
@@ -943,6 +882,19 @@ mod tests {
             signed_block_from_json(&json!({"block": {"header": v, "extrinsics": ["0xzz"]}}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn rpc_methods_lists_exactly_the_registered_methods() {
+        let backend = Backend {
+            node: None,
+            archive: None,
+            chain_name: "test".into(),
+        };
+        let m = module(backend).unwrap();
+        let mut registered: Vec<&str> = m.method_names().collect();
+        registered.sort_unstable();
+        assert_eq!(registered, METHODS);
     }
 
     /// Every call is timed under its method, batched calls one by one, and names the server

@@ -1,0 +1,671 @@
+//! The state side of the node's JSON-RPC: storage at a block (`state_getStorage`,
+//! `state_getKeysPaged`, `state_getPairs`, `state_queryStorageAt`, `state_subscribeStorage`),
+//! the runtime's metadata and version at a block, the runtime APIs clients call through
+//! `state_call`, and `system_accountNextIndex`.
+//!
+//! State at a block comes from the node while it holds it (its best state and the last
+//! [`crate::node::RECENT_STATES_MAX`] blocks); older state goes through
+//! [`Backend::archived_storage_at`] / [`Backend::archived_keys_at`], the one place that reads
+//! historical state from the archive. Keys under [`RESERVED_KEY_PREFIX`] are never listed.
+
+use std::sync::Arc;
+
+use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use parity_scale_codec::{Decode, Encode};
+use serde_json::{json, Value};
+
+use super::{err, hex0x, invalid, opt_string, positional, raw, unhex, Backend, RpcResult};
+use super::{ERROR_BLOCK_UNAVAILABLE, ERROR_NOT_A_NODE};
+use crate::runtime::primitives::{parse_account, AccountId32};
+use crate::runtime::types::{AccountInfo, RuntimeVersion};
+use crate::substrate::{METADATA_KEY, RESERVED_KEY_PREFIX, RUNTIME_VERSION_KEY};
+
+/// Keys one `state_getKeysPaged` call returns at most (Substrate's limit).
+pub const KEYS_PAGE_MAX: u32 = 1000;
+/// Keys one `state_queryStorageAt` or `state_subscribeStorage` call names at most: each is a
+/// state read, and clients ask for a handful.
+pub const QUERY_KEYS_MAX: usize = 1000;
+/// Metadata versions `Metadata_metadata_versions` lists (V14 only).
+const METADATA_VERSIONS: &[u32] = &[14];
+/// JSON-RPC error code of a failed runtime call (Substrate's `state_call` errors).
+pub const ERROR_RUNTIME_CALL: i32 = 4004;
+
+fn not_held(number: u64) -> ErrorObjectOwned {
+    err(
+        ERROR_BLOCK_UNAVAILABLE,
+        format!("state at #{number} is not held by this node (State already discarded) and historical state is not served from the archive here"),
+    )
+}
+
+impl Backend {
+    /// ARCHIVE FALLBACK (historical state): the value of `key` after block `number`, for
+    /// blocks whose state the node no longer holds (or with no node). Wire to
+    /// `HistoryReader::storage_at(key, number)`; until then, "not held".
+    pub async fn archived_storage_at(&self, key: &[u8], number: u64) -> RpcResult<Option<Vec<u8>>> {
+        let _ = key;
+        Err(not_held(number))
+    }
+
+    /// ARCHIVE FALLBACK (historical state): up to `count` keys with `prefix` after
+    /// `start_after` that exist after block `number`. Wire to
+    /// `HistoryReader::storage_keys_at(prefix, start_after, count, number)`.
+    pub async fn archived_keys_at(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        count: usize,
+        number: u64,
+    ) -> RpcResult<Vec<Vec<u8>>> {
+        let _ = (prefix, start_after, count);
+        Err(not_held(number))
+    }
+
+    /// The value of `key` after block `number`: the node's while it holds that state, else
+    /// the archive's.
+    pub async fn storage_at(&self, key: &[u8], number: u64) -> RpcResult<Option<Vec<u8>>> {
+        if let Some(node) = &self.node {
+            if let Some(value) = node.storage_at(key, number) {
+                return Ok(value);
+            }
+        }
+        self.archived_storage_at(key, number).await
+    }
+
+    /// Up to `count` keys with `prefix`, after `start_after`, existing after block `number`,
+    /// in byte order; reserved keys are skipped (and do not count).
+    pub async fn keys_at(
+        &self,
+        prefix: &[u8],
+        start_after: Option<Vec<u8>>,
+        count: usize,
+        number: u64,
+    ) -> RpcResult<Vec<Vec<u8>>> {
+        let listed = |k: &[u8]| k.starts_with(prefix) && !k.starts_with(RESERVED_KEY_PREFIX);
+        if let Some(state) = self.node.as_ref().and_then(|n| n.state_at(number)) {
+            use std::ops::Bound;
+            let lower = match &start_after {
+                Some(s) if s.as_slice() >= prefix => Bound::Excluded(s.clone()),
+                _ => Bound::Included(prefix.to_vec()),
+            };
+            return Ok(state
+                .range((lower, Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(prefix))
+                .filter(|k| listed(k))
+                .take(count)
+                .cloned()
+                .collect());
+        }
+        let mut out = Vec::with_capacity(count);
+        let mut start = start_after;
+        while out.len() < count {
+            let batch = self
+                .archived_keys_at(prefix, start.as_deref(), count, number)
+                .await?;
+            let exhausted = batch.len() < count;
+            start = batch.last().cloned();
+            out.extend(batch.into_iter().filter(|k| listed(k)));
+            if exhausted || start.is_none() {
+                break;
+            }
+        }
+        out.truncate(count);
+        Ok(out)
+    }
+
+    /// The runtime version (Substrate's JSON) in force after block `number`.
+    pub async fn runtime_version_at(&self, number: u64) -> RpcResult<Value> {
+        let raw = match self.storage_at(RUNTIME_VERSION_KEY, number).await {
+            Ok(v) => v,
+            Err(e) => self.unchanging(RUNTIME_VERSION_KEY).ok_or(e)?,
+        };
+        let raw = raw.ok_or_else(|| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("no runtime version recorded at #{number}"),
+            )
+        })?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("runtime version record at #{number}: {e}"),
+            )
+        })
+    }
+
+    /// The metadata (`RuntimeMetadataPrefixed` bytes) in force after block `number`.
+    pub async fn metadata_at(&self, number: u64) -> RpcResult<Vec<u8>> {
+        let raw = match self.storage_at(METADATA_KEY, number).await {
+            Ok(v) => v,
+            Err(e) => self.unchanging(METADATA_KEY).ok_or(e)?,
+        };
+        raw.ok_or_else(|| {
+            err(
+                ERROR_BLOCK_UNAVAILABLE,
+                format!("no metadata recorded at #{number}"),
+            )
+        })
+    }
+
+    /// The current value of the runtime version or metadata key, for a block whose state is
+    /// not held. Right for the reference runtime, which has no upgrade call (its version and
+    /// metadata are those of genesis at every block), and an interim for other chains until
+    /// `archived_storage_at` is wired: the node's value, else the archive's latest.
+    fn unchanging(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let current = match &self.node {
+            Some(node) => node.storage_at(key, node.best().0).flatten(),
+            None => self.store().and_then(|s| s.state(key).ok()).flatten(),
+        };
+        current.map(Some)
+    }
+}
+
+/// `sp_version::RuntimeVersion` from its JSON form (for `Core_version`).
+pub fn runtime_version_from_json(v: &Value) -> Option<RuntimeVersion> {
+    let text = |k: &str| v.get(k)?.as_str().map(str::to_string);
+    let num = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+    let mut apis = Vec::new();
+    for api in v.get("apis")?.as_array()? {
+        let id = unhex(api.get(0)?.as_str()?).ok()?;
+        apis.push((
+            <[u8; 8]>::try_from(id.as_slice()).ok()?,
+            num_of(api.get(1)?)?,
+        ));
+    }
+    Some(RuntimeVersion {
+        spec_name: text("specName")?,
+        impl_name: text("implName")?,
+        authoring_version: num("authoringVersion")?,
+        spec_version: num("specVersion")?,
+        impl_version: num("implVersion")?,
+        apis,
+        transaction_version: num("transactionVersion")?,
+        system_version: num("systemVersion")
+            .or_else(|| num("stateVersion"))
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(0),
+    })
+}
+
+fn num_of(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+fn bytes_param(params: &Params<'_>, at: usize, what: &str) -> RpcResult<Option<Vec<u8>>> {
+    opt_string(params, at)?
+        .map(|s| unhex(&s).map_err(|e| invalid(format!("{what}: {e}"))))
+        .transpose()
+}
+
+/// The keys of a `state_queryStorageAt`/`state_subscribeStorage` call.
+fn keys_param(v: Option<&Value>) -> RpcResult<Option<Vec<Vec<u8>>>> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(invalid(format!(
+                "a list of storage keys expected, got {other}"
+            )))
+        }
+    };
+    if list.len() > QUERY_KEYS_MAX {
+        return Err(invalid(format!(
+            "{} keys asked, at most {QUERY_KEYS_MAX}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|k| {
+            k.as_str()
+                .ok_or_else(|| invalid("storage key is not a string"))
+                .and_then(|s| unhex(s).map_err(invalid))
+        })
+        .collect::<RpcResult<Vec<_>>>()
+        .map(Some)
+}
+
+async fn changes_json(b: &Backend, keys: &[Vec<u8>], number: u64) -> RpcResult<Vec<Value>> {
+    let mut changes = Vec::with_capacity(keys.len());
+    for k in keys {
+        let v = b.storage_at(k, number).await?;
+        changes.push(json!([hex0x(k), v.map(|v| hex0x(&v))]));
+    }
+    Ok(changes)
+}
+
+/// Answers a runtime API call (`state_call`) at block `number`.
+async fn runtime_call(b: &Backend, method: &str, data: &[u8], number: u64) -> RpcResult<Vec<u8>> {
+    tracing::debug!(api = method, "state_call");
+    match method {
+        "Core_version" => {
+            let json = b.runtime_version_at(number).await?;
+            runtime_version_from_json(&json)
+                .map(|v| v.encode())
+                .ok_or_else(|| err(ERROR_RUNTIME_CALL, "runtime version record is malformed"))
+        }
+        "Metadata_metadata" => Ok(b.metadata_at(number).await?.encode()),
+        "Metadata_metadata_versions" => Ok(METADATA_VERSIONS.to_vec().encode()),
+        "Metadata_metadata_at_version" => {
+            let version = u32::decode(&mut &data[..])
+                .map_err(|e| invalid(format!("Metadata_metadata_at_version: {e}")))?;
+            if METADATA_VERSIONS.contains(&version) {
+                Ok(Some(b.metadata_at(number).await?).encode())
+            } else {
+                Ok(None::<Vec<u8>>.encode())
+            }
+        }
+        "AccountNonceApi_account_nonce" => {
+            let who = AccountId32::decode(&mut &data[..])
+                .map_err(|e| invalid(format!("AccountNonceApi_account_nonce: {e}")))?;
+            let key = crate::runtime::storage::account_key(&who);
+            let info: AccountInfo = b
+                .storage_at(&key, number)
+                .await?
+                .and_then(|v| AccountInfo::decode(&mut &v[..]).ok())
+                .unwrap_or_default();
+            Ok(info.nonce.encode())
+        }
+        other => Err(err(
+            ERROR_RUNTIME_CALL,
+            format!("runtime API {other} is not implemented by this runtime"),
+        )),
+    }
+}
+
+/// Registers the state methods on `m`.
+pub(super) fn register(
+    m: &mut RpcModule<Backend>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_async_method("state_getRuntimeVersion", |p, b, _| async move {
+        let n = b.resolve(opt_string(&p, 0)?).await?;
+        b.runtime_version_at(n).await
+    })?;
+    m.register_async_method("state_getMetadata", |p, b, _| async move {
+        let n = b.resolve(opt_string(&p, 0)?).await?;
+        Ok::<String, ErrorObjectOwned>(hex0x(&b.metadata_at(n).await?))
+    })?;
+    for name in ["state_getStorage", "state_getStorageAt"] {
+        m.register_async_method(name, |p, b, _| async move {
+            let key = bytes_param(&p, 0, "storage key")?
+                .ok_or_else(|| invalid("storage key expected"))?;
+            let n = b.resolve(opt_string(&p, 1)?).await?;
+            Ok::<Option<String>, ErrorObjectOwned>(b.storage_at(&key, n).await?.map(|v| hex0x(&v)))
+        })?;
+    }
+    m.register_async_method("state_getKeysPaged", |p, b, _| async move {
+        let args = positional(&p);
+        let prefix = bytes_param(&p, 0, "prefix")?.unwrap_or_default();
+        let count = args
+            .get(1)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid("count expected"))?;
+        if count > u64::from(KEYS_PAGE_MAX) {
+            return Err(invalid(format!(
+                "count exceeds maximum value {KEYS_PAGE_MAX}"
+            )));
+        }
+        let start = bytes_param(&p, 2, "start key")?;
+        let n = b.resolve(opt_string(&p, 3)?).await?;
+        let keys = b.keys_at(&prefix, start, count as usize, n).await?;
+        Ok::<Vec<String>, ErrorObjectOwned>(keys.iter().map(|k| hex0x(k)).collect())
+    })?;
+    m.register_async_method("state_getPairs", |p, b, _| async move {
+        let prefix = bytes_param(&p, 0, "prefix")?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 1)?).await?;
+        let node = b
+            .node
+            .as_ref()
+            .ok_or_else(|| err(ERROR_NOT_A_NODE, "state_getPairs needs a live node"))?;
+        let state = if n == 0 {
+            node.spec().genesis().0
+        } else {
+            node.state_at(n).ok_or_else(|| not_held(n))?
+        };
+        Ok::<Vec<Value>, ErrorObjectOwned>(
+            state
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&prefix) && !k.starts_with(RESERVED_KEY_PREFIX))
+                .map(|(k, v)| json!([hex0x(&k), hex0x(&v)]))
+                .collect(),
+        )
+    })?;
+    m.register_async_method("state_queryStorageAt", |p, b, _| async move {
+        let args = positional(&p);
+        let keys = keys_param(args.first())?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 1)?).await?;
+        let hash = b.hash_at(n).await?.map(|h| hex0x(&h));
+        Ok::<Value, ErrorObjectOwned>(
+            json!([{ "block": hash, "changes": changes_json(&b, &keys, n).await? }]),
+        )
+    })?;
+    m.register_async_method("state_call", |p, b, _| async move {
+        let method = opt_string(&p, 0)?.ok_or_else(|| invalid("runtime API method expected"))?;
+        let data = bytes_param(&p, 1, "call data")?.unwrap_or_default();
+        let n = b.resolve(opt_string(&p, 2)?).await?;
+        Ok::<String, ErrorObjectOwned>(hex0x(&runtime_call(&b, &method, &data, n).await?))
+    })?;
+    m.register_method("system_accountNextIndex", |p, b, _| {
+        let who = opt_string(&p, 0)?.ok_or_else(|| invalid("account expected"))?;
+        let who = parse_account(&who).map_err(invalid)?;
+        let node = b.node.as_ref().ok_or_else(|| {
+            err(
+                ERROR_NOT_A_NODE,
+                "this server serves the archive only; ask a node for nonces",
+            )
+        })?;
+        Ok::<u32, ErrorObjectOwned>(node.next_nonce(&who))
+    })?;
+    m.register_subscription(
+        "state_subscribeStorage",
+        "state_storage",
+        "state_unsubscribeStorage",
+        |p, pending, b, _| async move {
+            let keys = keys_param(positional(&p).first());
+            storage_subscription(pending, b, keys).await;
+        },
+    )?;
+    m.register_subscription(
+        "state_subscribeRuntimeVersion",
+        "state_runtimeVersion",
+        "state_unsubscribeRuntimeVersion",
+        |_, pending, b, _| async move {
+            let Ok(sink) = pending.accept().await else {
+                return;
+            };
+            let n = b.best().map(|x| x.0).unwrap_or(0);
+            if let Some(msg) = b.runtime_version_at(n).await.ok().as_ref().and_then(raw) {
+                let _ = sink.send(msg).await;
+            }
+            sink.closed().await;
+        },
+    )?;
+    Ok(())
+}
+
+/// `state_subscribeStorage`: the named keys' values at the best block, then each new block's
+/// changes among them (all of a block's changes when no keys are named).
+async fn storage_subscription(
+    pending: PendingSubscriptionSink,
+    b: Arc<Backend>,
+    keys: RpcResult<Option<Vec<Vec<u8>>>>,
+) {
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => {
+            pending.reject(e).await;
+            return;
+        }
+    };
+    let Some(node) = b.node.clone() else {
+        pending
+            .reject(err(
+                ERROR_NOT_A_NODE,
+                "storage subscriptions need a live node",
+            ))
+            .await;
+        return;
+    };
+    let mut heads = node.subscribe_new_heads();
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
+    let (best, best_hash) = node.best();
+    let mut last: Vec<Option<Vec<u8>>> = Vec::new();
+    if let Some(keys) = &keys {
+        last = keys
+            .iter()
+            .map(|k| node.storage_at(k, best).flatten())
+            .collect();
+        let changes: Vec<Value> = keys
+            .iter()
+            .zip(&last)
+            .map(|(k, v)| json!([hex0x(k), v.as_ref().map(|v| hex0x(v))]))
+            .collect();
+        let msg = json!({ "block": hex0x(&best_hash), "changes": changes });
+        if send_json(&sink, &msg).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let header = tokio::select! {
+            _ = sink.closed() => return,
+            h = heads.recv() => match h {
+                Ok(h) => h,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        };
+        let n = u64::from(header.number);
+        let changes: Vec<Value> = match &keys {
+            Some(keys) => {
+                let mut out = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    let v = node.storage_at(k, n).flatten();
+                    if v != last[i] {
+                        out.push(json!([hex0x(k), v.as_ref().map(|v| hex0x(v))]));
+                        last[i] = v;
+                    }
+                }
+                out
+            }
+            None => node
+                .db()
+                .changes(n)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(RESERVED_KEY_PREFIX))
+                .map(|(k, v)| json!([hex0x(&k), v.map(|v| hex0x(&v))]))
+                .collect(),
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        let msg = json!({ "block": hex0x(&header.hash()), "changes": changes });
+        if send_json(&sink, &msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends a JSON value on a subscription sink; `Err` when the subscriber is gone.
+async fn send_json(sink: &jsonrpsee::SubscriptionSink, v: &Value) -> Result<(), ()> {
+    let msg = raw(v).ok_or(())?;
+    sink.send(msg).await.map_err(|_| ())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use jsonrpsee::rpc_params;
+
+    use super::*;
+    use crate::node::{ChainSpec, Node, NodeConfig, RECENT_STATES_MAX};
+    use crate::runtime::{self, storage::account_key, State};
+
+    fn node(dir: &std::path::Path) -> Node {
+        Node::open(
+            NodeConfig {
+                data_dir: dir.to_path_buf(),
+                spec: ChainSpec::dev(4),
+                block_time_ms: 0,
+                retention: 1000,
+                transfers_per_block: 2,
+                stop_at: None,
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    async fn call<R: serde::de::DeserializeOwned + Clone>(
+        m: &RpcModule<Backend>,
+        method: &str,
+        params: impl jsonrpsee::core::traits::ToRpcParams + Send,
+    ) -> Result<R, String> {
+        m.call(method, params).await.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn state_methods_answer_at_recent_blocks_and_name_what_is_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let blocks = RECENT_STATES_MAX as u64 + 10;
+        for _ in 0..blocks {
+            node.produce_block().unwrap();
+        }
+        let m = super::super::module(Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        })
+        .unwrap();
+        let alice = runtime::dev_signer("poa-dev", 0).account();
+        let hash = |n: u64| hex0x(&node.header(n).unwrap().unwrap().hash());
+
+        let meta: String = call(&m, "state_getMetadata", rpc_params![hash(1)])
+            .await
+            .unwrap();
+        assert_eq!(meta, hex0x(&runtime::metadata::metadata_bytes("poa-dev")));
+        let versions: String = call(
+            &m,
+            "state_call",
+            rpc_params!["Metadata_metadata_versions", "0x"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(versions, hex0x(&vec![14u32].encode()));
+        let core: String = call(&m, "state_call", rpc_params!["Core_version", "0x"])
+            .await
+            .unwrap();
+        assert_eq!(
+            core,
+            hex0x(&runtime::metadata::runtime_version("poa-dev").encode())
+        );
+        // The nonce, by the runtime API, by SS58 and in storage at an older block.
+        let nonce = node.next_nonce(&alice);
+        assert!(nonce > 0);
+        let api: String = call(
+            &m,
+            "state_call",
+            rpc_params!["AccountNonceApi_account_nonce", hex0x(&alice.0)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(api, hex0x(&nonce.encode()));
+        let ss58 = runtime::primitives::ss58_encode(&alice, 42);
+        let next: u32 = call(&m, "system_accountNextIndex", rpc_params![ss58])
+            .await
+            .unwrap();
+        assert_eq!(next, nonce);
+        let at = blocks - 5;
+        let raw: Option<String> = call(
+            &m,
+            "state_getStorage",
+            rpc_params![hex0x(&account_key(&alice)), hash(at)],
+        )
+        .await
+        .unwrap();
+        let info = AccountInfo::decode(&mut &unhex(&raw.unwrap()).unwrap()[..]).unwrap();
+        assert_eq!(
+            Some(info),
+            node.state_at(at)
+                .map(|s| State { entries: s }.account(&alice))
+        );
+        assert!(info.nonce < nonce);
+        // Keys: every endowed account, never a reserved key, paged.
+        let prefix = hex0x(&crate::runtime::primitives::value_key("System", "Account"));
+        let keys: Vec<String> = call(&m, "state_getKeysPaged", rpc_params![prefix.clone(), 1000])
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), runtime::endowed_accounts("poa-dev", 16).len());
+        let page: Vec<String> = call(
+            &m,
+            "state_getKeysPaged",
+            rpc_params![prefix, 5, keys[4].clone()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(page, keys[5..10]);
+        let all: Vec<String> = call(&m, "state_getKeysPaged", rpc_params!["0x", 1000])
+            .await
+            .unwrap();
+        assert!(all
+            .iter()
+            .all(|k| !k.starts_with(&hex0x(RESERVED_KEY_PREFIX))));
+        assert!(all.len() > keys.len());
+        let sets: Value = call(
+            &m,
+            "state_queryStorageAt",
+            rpc_params![vec![keys[0].clone()], hash(at)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(sets[0]["block"], hash(at));
+        assert_eq!(sets[0]["changes"][0][0], keys[0]);
+        // Beyond the window: named, not guessed.
+        let old = blocks - RECENT_STATES_MAX as u64 - 1;
+        let err = call::<Option<String>>(
+            &m,
+            "state_getStorage",
+            rpc_params![keys[0].clone(), hash(old)],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.contains(&format!("state at #{old} is not held")),
+            "{err}"
+        );
+        // The runtime version and metadata of this runtime never change, so old blocks get them.
+        let rv: Value = call(&m, "state_getRuntimeVersion", rpc_params![hash(old)])
+            .await
+            .unwrap();
+        assert_eq!(rv["specVersion"], runtime::SPEC_VERSION);
+        assert_eq!(
+            runtime_version_from_json(&rv),
+            Some(runtime::metadata::runtime_version("poa-dev"))
+        );
+    }
+
+    /// What a follower must do to archive this chain's genesis state (design of issue 12): the
+    /// pairs `state_getPairs` lists (reserved keys left out) plus the runtime version JSON and the
+    /// metadata the node reports, under the reserved keys, hash to the genesis state root.
+    #[tokio::test]
+    async fn listed_genesis_pairs_plus_reported_version_and_metadata_are_the_genesis_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let m = super::super::module(Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        })
+        .unwrap();
+        let genesis = hex0x(&node.genesis_hash());
+        let pairs: Vec<(String, String)> =
+            call(&m, "state_getPairs", rpc_params!["0x", genesis.clone()])
+                .await
+                .unwrap();
+        let mut state: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = pairs
+            .iter()
+            .map(|(k, v)| (unhex(k).unwrap(), unhex(v).unwrap()))
+            .collect();
+        assert!(state.keys().all(|k| !k.starts_with(RESERVED_KEY_PREFIX)));
+        let version: Value = call(&m, "state_getRuntimeVersion", rpc_params![genesis.clone()])
+            .await
+            .unwrap();
+        let metadata: String = call(&m, "state_getMetadata", rpc_params![genesis])
+            .await
+            .unwrap();
+        state.insert(
+            RUNTIME_VERSION_KEY.to_vec(),
+            serde_json::to_vec(&version).unwrap(),
+        );
+        state.insert(METADATA_KEY.to_vec(), unhex(&metadata).unwrap());
+        assert_eq!(
+            runtime::state_root(&state),
+            node.header(0).unwrap().unwrap().state_root
+        );
+    }
+}
