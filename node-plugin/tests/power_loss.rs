@@ -263,7 +263,10 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
                 block: block.clone(),
                 justifications: j.clone(),
                 changes: if *number == 0 {
-                    changes.clone()
+                    changes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect()
                 } else {
                     Vec::new()
                 },
@@ -272,6 +275,7 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
         .collect();
     let mut sink = ArchiveSink {
         log: plugin.archive_mut().log_mut(),
+        first: 0,
         on_sealed: Box::new(|| {}),
     };
     for (i, batch) in fetched.chunks(10).enumerate() {
