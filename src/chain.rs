@@ -225,6 +225,10 @@ pub async fn run_follow(config: &Path, args: FollowArgs<'_>) -> Result<()> {
     let metrics = crate::metrics::archive_metrics(args.metrics).await?;
     let (mut plugin, handle) = plugin_for(config, u64::MAX, 64, metrics).await?;
     let first = follow_start(plugin.archive().log(), args.url, args.from).await?;
+    let mut options = args.options;
+    options.on_capture = Some(std::sync::Arc::new(|line: &str| {
+        crate::announce(format_args!("{line}"))
+    }));
     let started = std::time::Instant::now();
     let wake = handle.clone();
     let fetched = {
@@ -234,7 +238,7 @@ pub async fn run_follow(config: &Path, args: FollowArgs<'_>) -> Result<()> {
             on_sealed: Box::new(move || wake.wake()),
         };
         let mut on_error = |e: &node_plugin::follow::FollowError| tracing::warn!(error = %e, "following the node (reconnecting)");
-        let follow = node_plugin::follow::follow(args.url, &mut sink, &args.options, &mut on_error);
+        let follow = node_plugin::follow::follow(args.url, &mut sink, &options, &mut on_error);
         tokio::select! {
             n = follow => n,
             _ = shutdown_signal() => 0,

@@ -61,6 +61,7 @@ pub async fn run(config: &Path, a: Args) -> Result<()> {
         options: node_plugin::follow::FollowOptions {
             stop_at: a.stop_at,
             state_source,
+            on_capture: None,
         },
         flush: a.flush,
         metrics: a.metrics,

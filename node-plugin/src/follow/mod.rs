@@ -86,13 +86,18 @@ pub trait FollowSink: Send {
     fn accept(&mut self, blocks: Vec<FetchedBlock>) -> Result<(), String>;
 }
 
+/// Where a one-line notice goes.
+pub type Notify = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How to follow.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct FollowOptions {
     /// Return once this block is in the sink (never when None).
     pub stop_at: Option<u64>,
     /// Use this state source instead of detecting one.
     pub state_source: Option<StateSource>,
+    /// Told once, in one line, what is captured besides blocks (for the operator's eyes).
+    pub on_capture: Option<Notify>,
 }
 
 /// A failed call: `Refused` when the node answered with an error (it does not offer the call, or
@@ -268,11 +273,8 @@ struct Plan {
 
 impl Capture {
     /// Decides the state source and runtime calls once, logging them (loudly when nothing).
-    async fn decide(
-        &mut self,
-        client: &WsClient,
-        forced: Option<StateSource>,
-    ) -> Result<(), FollowError> {
+    async fn decide(&mut self, client: &WsClient, opts: &FollowOptions) -> Result<(), FollowError> {
+        let (forced, on_capture) = (opts.state_source, &opts.on_capture);
         if self.source.is_some() {
             return Ok(());
         }
@@ -280,13 +282,14 @@ impl Capture {
         let (_, hash) = block_hash(client, number).await?;
         let source = state::detect(client, &hash, forced).await?;
         let runtime = RuntimeCapture::detect(client, &hash).await?;
-        if source == StateSource::None {
-            tracing::warn!("the node offers no way to list state (neither archive_v1_storage nor state_getKeysPaged): blocks are archived WITHOUT state changes");
+        let line = capture_line(source, runtime);
+        if source == StateSource::None || !runtime.version || !runtime.metadata {
+            tracing::warn!("{line}");
         } else {
-            tracing::info!(source = %source, "per-block state changes via {source}");
+            tracing::info!("{line}");
         }
-        if !runtime.version || !runtime.metadata {
-            tracing::warn!(version = runtime.version, metadata = runtime.metadata, "the node does not serve state_getRuntimeVersion / state_getMetadata at a block: runtime versions and metadata are archived only where it does");
+        if let Some(tell) = on_capture {
+            tell(&line);
         }
         self.source = Some(source);
         self.runtime = Some(runtime);
@@ -357,6 +360,22 @@ impl Capture {
         });
         Ok(out)
     }
+}
+
+/// What the follower captures besides blocks, said in one line (loud where it is nothing).
+fn capture_line(source: StateSource, runtime: RuntimeCapture) -> String {
+    let state = match source {
+        StateSource::None => "NONE (the node offers neither archive_v1_storage nor state_getKeysPaged: blocks are archived WITHOUT state changes)".to_string(),
+        s => format!("via {s}"),
+    };
+    let runtime = match (runtime.version, runtime.metadata) {
+        (true, true) => "version and metadata at each change",
+        (true, false) => {
+            "version at each change, NO metadata (state_getMetadata at a block not served)"
+        }
+        (false, _) => "NONE (state_getRuntimeVersion at a block not served)",
+    };
+    format!("capturing state changes {state}; runtime {runtime}")
 }
 
 /// Fetches block `number` and, with state, its listing, runtime version and (first block) the
@@ -534,7 +553,7 @@ async fn follow_once(
         .await
         .map_err(rpc_err("chain_subscribeFinalizedHeads"))?;
     if sink.wants_state() {
-        capture.decide(&client, opts.state_source).await?;
+        capture.decide(&client, opts).await?;
     }
     let mut finalized = finalized_number(&client).await?;
     loop {
