@@ -323,8 +323,8 @@ async fn keys_page(
             out.push(k);
         }
     }
-    // A full page that moved nothing forward would repeat forever: the listing ends there.
-    let more = full && !out.is_empty();
+    // A page that repeats or goes backwards is not a page to continue from: the listing ends.
+    let more = full && out.len() == page.len();
     Ok((out, more))
 }
 
@@ -446,6 +446,9 @@ pub async fn full_state(client: &WsClient, hash: &str) -> Result<Option<Changes>
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    type Kv = BTreeMap<Vec<u8>, Vec<u8>>;
 
     fn listing(entries: &[(&str, u8)], cut: bool) -> Listing {
         Listing {
@@ -500,5 +503,165 @@ mod tests {
         }
         assert_eq!(kept, STATE_KEYS_MAX);
         assert!(l.cut);
+    }
+
+    /// A node serving `states` (by block hash) the way the follower reads them: per-key
+    /// `archive_v1_storage` events (chopsticks' shape) when `archive`, `state_getKeysPaged`
+    /// (repeating a key equal to the prefix, as chopsticks does) and `state_queryStorageAt`.
+    async fn fake_node(
+        states: Vec<(&'static str, Kv)>,
+        archive: bool,
+    ) -> (jsonrpsee::server::ServerHandle, WsClient) {
+        use jsonrpsee::server::{RpcModule, Server, SubscriptionMessage};
+        let states: BTreeMap<String, Kv> = states
+            .into_iter()
+            .map(|(h, s)| (h.to_string(), s))
+            .collect();
+        let mut m = RpcModule::new(states);
+        m.register_method("system_version", |_, _, _| "fake-1")
+            .unwrap();
+        m.register_method("rpc_methods", move |_, _, _| {
+            let mut methods = vec!["state_getKeysPaged", "state_queryStorageAt"];
+            if archive {
+                methods.push("archive_v1_storage");
+            }
+            json!({"methods": methods})
+        })
+        .unwrap();
+        m.register_method("state_getKeysPaged", |p, st, _| {
+            let (prefix, count, start, hash): (String, usize, Option<String>, String) =
+                p.parse().unwrap();
+            let (prefix, start) = (unhex(&prefix).unwrap(), start.map(|s| unhex(&s).unwrap()));
+            if st[&hash].contains_key(&prefix) {
+                return vec![hex0x(&prefix); count];
+            }
+            st[&hash]
+                .keys()
+                .filter(|k| k.starts_with(&prefix) && start.as_ref().is_none_or(|s| *k > s))
+                .take(count)
+                .map(|k| hex0x(k))
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+        m.register_method("state_queryStorageAt", |p, st, _| {
+            let (keys, hash): (Vec<String>, String) = p.parse().unwrap();
+            let changes: Vec<Value> = keys
+                .iter()
+                .map(|k| json!([k, st[&hash].get(&unhex(k).unwrap()).map(|v| hex0x(v))]))
+                .collect();
+            json!([{"block": hash, "changes": changes}])
+        })
+        .unwrap();
+        if archive {
+            m.register_subscription(
+                "archive_v1_storage",
+                "archive_v1_storageEvent",
+                "archive_v1_stopStorage",
+                |p, pending, st, _| async move {
+                    let (hash, items, _): (String, Vec<Value>, Value) = p.parse().unwrap();
+                    let prefix = unhex(items[0]["key"].as_str().unwrap()).unwrap();
+                    let sink = pending.accept().await.unwrap();
+                    let send = |v: Value| {
+                        SubscriptionMessage::from(serde_json::value::to_raw_value(&v).unwrap())
+                    };
+                    for (k, v) in st[&hash].range(prefix.clone()..) {
+                        if !k.starts_with(&prefix) {
+                            break;
+                        }
+                        let ev = json!({"event": "storage", "key": hex0x(k), "hash": hex0x(&blake2_256(v))});
+                        sink.send(send(ev)).await.unwrap();
+                    }
+                    sink.send(send(json!({"event": "storageDone"}))).await.unwrap();
+                },
+            )
+            .unwrap();
+        }
+        let server = Server::builder().build("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = server.start(m);
+        let client = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://{addr}"))
+            .await
+            .unwrap();
+        (handle, client)
+    }
+
+    fn state(pairs: &[(&[u8], &[u8])]) -> Kv {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn archive_and_paged_listings_give_the_same_changes() {
+        let parent = state(&[
+            (b":code", b"wasm"),
+            (b"a", b"1"),
+            (b"b", b"2"),
+            (b"c", b"3"),
+        ]);
+        let block = state(&[
+            (b":code", b"wasm"),
+            (b"a", b"1"),
+            (b"b", b"22"),
+            (b"d", b"4"),
+        ]);
+        let (_server, client) = fake_node(vec![("0xp", parent), ("0xb", block)], true).await;
+        assert_eq!(
+            detect(&client, "0xb", None).await.unwrap(),
+            StateSource::Archive
+        );
+        let mut diffs = Vec::new();
+        for source in [StateSource::Archive, StateSource::Paged] {
+            let p = super::listing(&client, source, "0xp").await.unwrap();
+            let b = super::listing(&client, source, "0xb").await.unwrap();
+            assert_eq!(p.entries.len(), 4, "{source}");
+            diffs.push(diff(&p, &b));
+        }
+        assert_eq!(diffs[0], diffs[1]);
+        assert_eq!(diffs[0].changed, keys(&["b", "d"]));
+        assert_eq!(diffs[0].deleted, keys(&["c"]));
+        let got = values(&client, "0xb", &diffs[0].changed).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"b".to_vec(), Some(b"22".to_vec())),
+                (b"d".to_vec(), Some(b"4".to_vec()))
+            ]
+        );
+        let full = full_state(&client, "0xp").await.unwrap().unwrap();
+        assert_eq!(full.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_page_repeating_its_prefix_key_ends_the_listing() {
+        let (_server, client) = fake_node(vec![("0xb", state(&[(b":code", b"w")]))], false).await;
+        let (page, more) = keys_page(&client, "0xb", b":code", None, STATE_KEYS_PAGE)
+            .await
+            .unwrap();
+        assert_eq!((page, more), (keys(&[":code"]), false));
+        assert_eq!(
+            detect(&client, "0xb", None).await.unwrap(),
+            StateSource::Paged
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_offering_no_listing_is_detected_as_none() {
+        use jsonrpsee::server::{RpcModule, Server};
+        let server = Server::builder().build("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let _handle = server.start(RpcModule::new(()));
+        let client = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://{addr}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            detect(&client, "0xb", None).await.unwrap(),
+            StateSource::None
+        );
+        assert_eq!(full_state(&client, "0xb").await.unwrap(), None);
+        drop(client);
     }
 }
