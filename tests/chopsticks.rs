@@ -277,11 +277,36 @@ async fn follow_archives_a_real_substrate_runtime() {
         out.contains("capturing state changes via state_getKeysPaged + state_queryStorageAt; runtime version and metadata at each change"),
         "{out}"
     );
+    // "followed N blocks in S s (R blocks/s)": the follow alone, without the flush.
+    let followed = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("followed"))
+            .unwrap_or_default()
+            .to_string()
+    };
     eprintln!(
-        "follow of {} blocks with state: {took:?} ({:.1} ms/block)",
-        last + 1,
-        took.as_secs_f64() * 1000.0 / (last + 1) as f64
+        "with state changes: {} (with the flush: {took:?})",
+        followed(&out)
     );
+    // The same blocks without state changes: what listing the state costs per block.
+    let bare_dir = dir.path().join("blocks-only");
+    std::fs::create_dir_all(&bare_dir).unwrap();
+    let bare = write_cluster_config(&bare_dir, &hosters, 4, 2, 256 * 1024).unwrap();
+    let started = Instant::now();
+    let o = follow(
+        &bare,
+        port,
+        &["--stop-at", &last.to_string(), "--state-changes", "none"],
+    );
+    let bare_took = started.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("capturing state changes none (as asked)"),
+        "{}",
+        text(&o)
+    );
+    let bare_out = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!("blocks only: {} ({bare_took:?})", followed(&bare_out));
     let live = live.join().unwrap();
     assert_eq!(live["checked"].as_u64(), Some(TRANSFER_BLOCKS), "{live}");
     eprintln!("history_check against the live peer: {live}");
@@ -377,7 +402,6 @@ async fn follow_starts_from_a_trusted_block() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    eprintln!("{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("archived up to Some({last})")),
         "{}",

@@ -282,8 +282,11 @@ impl Capture {
         let (_, hash) = block_hash(client, number).await?;
         let source = state::detect(client, &hash, forced).await?;
         let runtime = RuntimeCapture::detect(client, &hash).await?;
-        let line = capture_line(source, runtime);
-        if source == StateSource::None || !runtime.version || !runtime.metadata {
+        let line = capture_line(source, forced.is_some(), runtime);
+        if (source == StateSource::None && forced.is_none())
+            || !runtime.version
+            || !runtime.metadata
+        {
             tracing::warn!("{line}");
         } else {
             tracing::info!("{line}");
@@ -363,8 +366,9 @@ impl Capture {
 }
 
 /// What the follower captures besides blocks, said in one line (loud where it is nothing).
-fn capture_line(source: StateSource, runtime: RuntimeCapture) -> String {
+fn capture_line(source: StateSource, forced: bool, runtime: RuntimeCapture) -> String {
     let state = match source {
+        StateSource::None if forced => "none (as asked)".to_string(),
         StateSource::None => "NONE (the node offers neither archive_v1_storage nor state_getKeysPaged: blocks are archived WITHOUT state changes)".to_string(),
         s => format!("via {s}"),
     };
@@ -493,7 +497,7 @@ async fn catch_up(
         first: sink.is_empty().then_some(from),
     };
     capture.seed(client, &plan, from).await?;
-    let concurrency = match plan.with_state {
+    let concurrency = match plan.with_state && plan.source != StateSource::None {
         true => FOLLOW_STATE_CONCURRENCY,
         false => FOLLOW_FETCH_CONCURRENCY,
     };
