@@ -686,3 +686,88 @@ impl FollowSink for NodeSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(number: u64, keys: &[(&str, u8)], spec: u64) -> Raw {
+        Raw {
+            block: FetchedBlock {
+                number,
+                hash: [number as u8; 32],
+                parent_hash: [number.wrapping_sub(1) as u8; 32],
+                block: Vec::new(),
+                justifications: None,
+                changes: Vec::new(),
+            },
+            hash_str: format!("0x{number:02x}"),
+            listing: Listing {
+                entries: keys
+                    .iter()
+                    .map(|(k, h)| (k.as_bytes().to_vec(), [*h; 32]))
+                    .collect(),
+                cut: false,
+            },
+            version: Some(json!({"specName": "t", "specVersion": spec})),
+            full: None,
+        }
+    }
+
+    fn plan(first: Option<u64>) -> Plan {
+        Plan {
+            with_state: true,
+            source: StateSource::Paged,
+            runtime: RuntimeCapture {
+                version: true,
+                metadata: true,
+            },
+            first,
+        }
+    }
+
+    #[test]
+    fn steps_diff_each_block_and_mark_the_runtime_where_it_changes() {
+        let mut c = Capture::default();
+        let p = plan(Some(5));
+        let s = c.step(raw(5, &[("a", 1), ("b", 1)], 1), &p).unwrap();
+        assert!(s.new_version.is_some() && s.changed.is_empty() && s.deleted.is_empty());
+        let s = c.step(raw(6, &[("a", 2), ("c", 1)], 1), &p).unwrap();
+        assert_eq!(s.new_version, None);
+        assert_eq!(
+            (s.changed, s.deleted),
+            (vec![b"a".to_vec(), b"c".to_vec()], vec![b"b".to_vec()])
+        );
+        let s = c.step(raw(7, &[("a", 2), ("c", 1)], 2), &p).unwrap();
+        assert_eq!(
+            s.new_version,
+            Some(json!({"specName": "t", "specVersion": 2}))
+        );
+        assert!(s.changed.is_empty() && s.deleted.is_empty());
+        // A block whose parent was not listed just before it is refused, not diffed.
+        let e = c.step(raw(9, &[], 2), &p).err().unwrap();
+        assert!(
+            e.to_string().contains("parent's state was not listed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn changes_over_the_record_budget_are_cut_in_key_order() {
+        let big = vec![0u8; BLOCK_CHANGES_BYTES_MAX / 2];
+        let reserved = vec![(b":archiver:metadata".to_vec(), Some(vec![1u8; 1024]))];
+        let mut changes: Changes = vec![
+            (b"c".to_vec(), Some(big.clone())),
+            (b"a".to_vec(), Some(big.clone())),
+            (b"b".to_vec(), None),
+        ];
+        fit_changes(3, &reserved, &mut changes);
+        let kept: Vec<&[u8]> = changes.iter().map(|c| c.0.as_slice()).collect();
+        assert_eq!(kept, vec![b"a".as_slice(), b"b".as_slice()]);
+        let mut small: Changes = vec![(b"x".to_vec(), Some(vec![1; 10]))];
+        fit_changes(3, &reserved, &mut small);
+        assert_eq!(small.len(), 1);
+    }
+}
