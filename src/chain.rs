@@ -156,7 +156,7 @@ pub async fn run_node(config: &Path, args: NodeArgs) -> Result<()> {
                 node_plugin::follow::follow(
                     &url,
                     &mut sink,
-                    None,
+                    &node_plugin::follow::FollowOptions::default(),
                     &mut |e| tracing::warn!(error = %e, "following the live node (retrying)"),
                 )
                 .await;
@@ -187,25 +187,58 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What `archiver follow` was asked to do.
+pub struct FollowArgs<'a> {
+    pub url: &'a str,
+    /// Start an empty archive at this block (the operator vouches for its hash).
+    pub from: Option<[u8; 32]>,
+    pub options: node_plugin::follow::FollowOptions,
+    pub flush: bool,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The block an empty archive starts at: 0, or the trusted block. A non-empty archive must
+/// already start at the trusted block (a rerun), else it is refused.
+async fn follow_start(log: &archiver::BlockLog, url: &str, from: Option<[u8; 32]>) -> Result<u64> {
+    let Some(hash) = from else { return Ok(0) };
+    let number = node_plugin::follow::trusted_number(url, &hash)
+        .await
+        .context("resolve the trusted block")?;
+    let first = log
+        .store()
+        .first_number()
+        .context("read the archive's first block")?;
+    if let Some(first) = first {
+        let held = log.get(number).context("read the archive")?.map(|r| r.hash);
+        if first != number || held != Some(hash) {
+            anyhow::bail!(
+                "the archive already starts at block {first}; --from 0x{} (block {number}) only starts an empty archive",
+                hex::encode(hash)
+            );
+        }
+    }
+    Ok(number)
+}
+
 /// `archiver follow`: archives a node reached over RPC.
-pub async fn run_follow(
-    config: &Path,
-    url: &str,
-    stop_at: Option<u64>,
-    flush: bool,
-    metrics: Option<SocketAddr>,
-) -> Result<()> {
-    let metrics = crate::metrics::archive_metrics(metrics).await?;
+pub async fn run_follow(config: &Path, args: FollowArgs<'_>) -> Result<()> {
+    let metrics = crate::metrics::archive_metrics(args.metrics).await?;
     let (mut plugin, handle) = plugin_for(config, u64::MAX, 64, metrics).await?;
+    let first = follow_start(plugin.archive().log(), args.url, args.from).await?;
+    let mut options = args.options;
+    options.on_capture = Some(std::sync::Arc::new(|line: &str| {
+        crate::announce(format_args!("{line}"))
+    }));
     let started = std::time::Instant::now();
     let wake = handle.clone();
     let fetched = {
         let mut sink = node_plugin::follow::ArchiveSink {
             log: plugin.archive_mut().log_mut(),
+            first,
             on_sealed: Box::new(move || wake.wake()),
         };
         let mut on_error = |e: &node_plugin::follow::FollowError| tracing::warn!(error = %e, "following the node (reconnecting)");
-        let follow = node_plugin::follow::follow(url, &mut sink, stop_at, &mut on_error);
+        let follow = node_plugin::follow::follow(args.url, &mut sink, &options, &mut on_error);
         tokio::select! {
             n = follow => n,
             _ = shutdown_signal() => 0,
@@ -217,7 +250,7 @@ pub async fn run_follow(
         "followed {fetched} blocks in {secs:.2} s ({:.0} blocks/s); archived up to {last:?}",
         fetched as f64 / secs.max(1e-9)
     );
-    if flush {
+    if args.flush {
         plugin
             .archive_mut()
             .log_mut()

@@ -147,12 +147,20 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
         let wake = handle.clone();
         let mut sink = node_plugin::follow::ArchiveSink {
             log: plugin.archive_mut().log_mut(),
+            first: 0,
             on_sealed: Box::new(move || wake.wake()),
+        };
+        // Blocks only: this measures block ingest (state listing costs O(state) per block,
+        // specs/follow.md).
+        let options = node_plugin::follow::FollowOptions {
+            stop_at: Some(blocks),
+            state_source: Some(node_plugin::follow::state::StateSource::None),
+            on_capture: None,
         };
         node_plugin::follow::follow(
             &url,
             &mut sink,
-            Some(blocks),
+            &options,
             &mut |e| tracing::warn!(error = %e, "bench follower"),
         )
         .await;

@@ -265,7 +265,7 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
                 changes: if *number == 0 {
                     changes
                         .iter()
-                        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                        .map(|(k, v)| (k.clone(), v.clone()))
                         .collect()
                 } else {
                     Vec::new()
@@ -275,6 +275,7 @@ fn plugin_and_follower_reopen_a_poisoned_log() {
         .collect();
     let mut sink = ArchiveSink {
         log: plugin.archive_mut().log_mut(),
+        first: 0,
         on_sealed: Box::new(|| {}),
     };
     for (i, batch) in fetched.chunks(10).enumerate() {
