@@ -67,9 +67,11 @@ function sendUntilInBlock (tx, pair) {
     tx.signAndSend(pair, (result) => {
       if (result.isError || result.status.isInvalid || result.status.isDropped || result.status.isUsurped) {
         reject(new Error(`transaction status ${result.status.type}`));
-      } else if (result.status.isInBlock) {
+      } else if (result.status.isInBlock || result.status.isFinalized) {
+        // A node that finalizes at once may report Finalized without InBlock first.
         if (unsub) unsub();
-        resolve({ blockHash: result.status.asInBlock.toHex(), events: result.events, dispatchError: result.dispatchError });
+        const hash = result.status.isInBlock ? result.status.asInBlock : result.status.asFinalized;
+        resolve({ blockHash: hash.toHex(), events: result.events, dispatchError: result.dispatchError });
       }
     }).then((u) => { unsub = u; }, reject);
   });

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::{err, hex0x, invalid, opt_string, positional, raw, unhex, Backend, RpcResult};
 use super::{ERROR_BLOCK_UNAVAILABLE, ERROR_NOT_A_NODE};
+use crate::archived_calls;
 use crate::runtime::primitives::{parse_account, AccountId32};
 use crate::runtime::types::{AccountInfo, RuntimeVersion};
 use crate::substrate::{METADATA_KEY, RESERVED_KEY_PREFIX, RUNTIME_VERSION_KEY};
@@ -26,30 +27,39 @@ pub const KEYS_PAGE_MAX: u32 = 1000;
 /// Keys one `state_queryStorageAt` or `state_subscribeStorage` call names at most: each is a
 /// state read, and clients ask for a handful.
 pub const QUERY_KEYS_MAX: usize = 1000;
-/// Metadata versions `Metadata_metadata_versions` lists (V14 only).
-const METADATA_VERSIONS: &[u32] = &[14];
 /// JSON-RPC error code of a failed runtime call (Substrate's `state_call` errors).
 pub const ERROR_RUNTIME_CALL: i32 = 4004;
 
 fn not_held(number: u64) -> ErrorObjectOwned {
     err(
         ERROR_BLOCK_UNAVAILABLE,
-        format!("state at #{number} is not held by this node (State already discarded) and historical state is not served from the archive here"),
+        format!("state at #{number} is not held by this node (State already discarded) and no archive is configured"),
     )
 }
 
+/// A state-history read that failed: the block is not (yet) archived or indexed, or the
+/// archive could not be read.
+fn history_err(number: u64, e: archiver::ArchiveError) -> ErrorObjectOwned {
+    err(ERROR_BLOCK_UNAVAILABLE, format!("state at #{number}: {e}"))
+}
+
 impl Backend {
-    /// ARCHIVE FALLBACK (historical state): the value of `key` after block `number`, for
-    /// blocks whose state the node no longer holds (or with no node). Wire to
-    /// `HistoryReader::storage_at(key, number)`; until then, "not held".
+    /// Historical state: the value of `key` after block `number` from the archive's
+    /// state-history index, for blocks whose state the node no longer holds (or with no node).
     pub async fn archived_storage_at(&self, key: &[u8], number: u64) -> RpcResult<Option<Vec<u8>>> {
-        let _ = key;
-        Err(not_held(number))
+        let Some(archive) = &self.archive else {
+            return Err(not_held(number));
+        };
+        self.refresh();
+        archive
+            .reader
+            .storage_at(key, number)
+            .await
+            .map_err(|e| history_err(number, e))
     }
 
-    /// ARCHIVE FALLBACK (historical state): up to `count` keys with `prefix` after
-    /// `start_after` that exist after block `number`. Wire to
-    /// `HistoryReader::storage_keys_at(prefix, start_after, count, number)`.
+    /// Historical state: up to `count` keys with `prefix` after `start_after` that exist after
+    /// block `number`, from the archive's state-history index.
     pub async fn archived_keys_at(
         &self,
         prefix: &[u8],
@@ -57,8 +67,15 @@ impl Backend {
         count: usize,
         number: u64,
     ) -> RpcResult<Vec<Vec<u8>>> {
-        let _ = (prefix, start_after, count);
-        Err(not_held(number))
+        let Some(archive) = &self.archive else {
+            return Err(not_held(number));
+        };
+        self.refresh();
+        archive
+            .reader
+            .storage_keys_at(prefix, start_after, count, number)
+            .await
+            .map_err(|e| history_err(number, e))
     }
 
     /// The value of `key` after block `number`: the node's while it holds that state, else
@@ -118,7 +135,10 @@ impl Backend {
     pub async fn runtime_version_at(&self, number: u64) -> RpcResult<Value> {
         let raw = match self.storage_at(RUNTIME_VERSION_KEY, number).await {
             Ok(v) => v,
-            Err(e) => self.unchanging(RUNTIME_VERSION_KEY).ok_or(e)?,
+            // Without an archive, a node that no longer holds the block's state answers with
+            // its current value: right for the reference runtime, which has no upgrade call.
+            Err(e) if self.archive.is_none() => self.unchanging(RUNTIME_VERSION_KEY).ok_or(e)?,
+            Err(e) => return Err(e),
         };
         let raw = raw.ok_or_else(|| {
             err(
@@ -138,7 +158,10 @@ impl Backend {
     pub async fn metadata_at(&self, number: u64) -> RpcResult<Vec<u8>> {
         let raw = match self.storage_at(METADATA_KEY, number).await {
             Ok(v) => v,
-            Err(e) => self.unchanging(METADATA_KEY).ok_or(e)?,
+            // Without an archive, a node that no longer holds the block's state answers with
+            // its current value: right for the reference runtime, which has no upgrade call.
+            Err(e) if self.archive.is_none() => self.unchanging(METADATA_KEY).ok_or(e)?,
+            Err(e) => return Err(e),
         };
         raw.ok_or_else(|| {
             err(
@@ -148,10 +171,9 @@ impl Backend {
         })
     }
 
-    /// The current value of the runtime version or metadata key, for a block whose state is
-    /// not held. Right for the reference runtime, which has no upgrade call (its version and
-    /// metadata are those of genesis at every block), and an interim for other chains until
-    /// `archived_storage_at` is wired: the node's value, else the archive's latest.
+    /// The node's current value of the runtime version or metadata key, for a block whose
+    /// state it no longer holds when no archive is configured. Right for the reference runtime,
+    /// which has no upgrade call (its version and metadata are those of genesis at every block).
     fn unchanging(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
         let current = match &self.node {
             Some(node) => node.storage_at(key, node.best().0).flatten(),
@@ -238,22 +260,16 @@ async fn changes_json(b: &Backend, keys: &[Vec<u8>], number: u64) -> RpcResult<V
 async fn runtime_call(b: &Backend, method: &str, data: &[u8], number: u64) -> RpcResult<Vec<u8>> {
     tracing::debug!(api = method, "state_call");
     match method {
-        "Core_version" => {
-            let json = b.runtime_version_at(number).await?;
-            runtime_version_from_json(&json)
-                .map(|v| v.encode())
-                .ok_or_else(|| err(ERROR_RUNTIME_CALL, "runtime version record is malformed"))
-        }
-        "Metadata_metadata" => Ok(b.metadata_at(number).await?.encode()),
-        "Metadata_metadata_versions" => Ok(METADATA_VERSIONS.to_vec().encode()),
-        "Metadata_metadata_at_version" => {
-            let version = u32::decode(&mut &data[..])
-                .map_err(|e| invalid(format!("Metadata_metadata_at_version: {e}")))?;
-            if METADATA_VERSIONS.contains(&version) {
-                Ok(Some(b.metadata_at(number).await?).encode())
-            } else {
-                Ok(None::<Vec<u8>>.encode())
-            }
+        "Core_version"
+        | "Metadata_metadata"
+        | "Metadata_metadata_versions"
+        | "Metadata_metadata_at_version" => {
+            // Answered from the version and metadata recorded at that block, so the same
+            // answers come from the node, the archive, and an archive of a foreign chain.
+            let version = b.runtime_version_at(number).await?.to_string();
+            let metadata = b.metadata_at(number).await?;
+            archived_calls::answer(method, data, version.as_bytes(), &metadata)
+                .map_err(|e| err(ERROR_RUNTIME_CALL, e.to_string()))
         }
         "AccountNonceApi_account_nonce" => {
             let who = AccountId32::decode(&mut &data[..])
@@ -398,12 +414,13 @@ async fn storage_subscription(
         }
     };
     let Some(node) = b.node.clone() else {
-        pending
-            .reject(err(
-                ERROR_NOT_A_NODE,
-                "storage subscriptions need a live node",
-            ))
-            .await;
+        match keys {
+            Some(keys) if b.archive.is_some() => archive_subscription(pending, b, keys).await,
+            _ => {
+                let why = "storage subscriptions without a live node must name their keys";
+                pending.reject(err(ERROR_NOT_A_NODE, why)).await;
+            }
+        }
         return;
     };
     let mut heads = node.subscribe_new_heads();
@@ -468,6 +485,53 @@ async fn storage_subscription(
             return;
         }
     }
+}
+
+/// How often an archive-only server looks for newly archived blocks for its storage
+/// subscriptions: archives grow by dispersed segments, so a second is prompt enough.
+const ARCHIVE_SUBSCRIPTION_POLL_MS: u64 = 1000;
+
+/// `state_subscribeStorage` on an archive without a node: the named keys' values at the
+/// archive's head, then, as the head moves, the keys whose values differ at the new head.
+async fn archive_subscription(
+    pending: PendingSubscriptionSink,
+    b: Arc<Backend>,
+    keys: Vec<Vec<u8>>,
+) {
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
+    let mut last: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
+    let mut head = None;
+    loop {
+        if let Ok((n, hash)) = b.finalized() {
+            if head != Some(n) {
+                head = Some(n);
+                let mut changes = Vec::new();
+                for (k, seen) in keys.iter().zip(last.iter_mut()) {
+                    let Ok(v) = b.storage_at(k, n).await else {
+                        continue;
+                    };
+                    if seen.as_ref() != Some(&v) {
+                        changes.push(json!([hex0x(k), v.as_ref().map(|v| hex0x(v))]));
+                        *seen = Some(v);
+                    }
+                }
+                let msg = json!({ "block": hex0x(&hash), "changes": changes });
+                if !changes_empty(&msg) && send_json(&sink, &msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = sink.closed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(ARCHIVE_SUBSCRIPTION_POLL_MS)) => {}
+        }
+    }
+}
+
+fn changes_empty(msg: &Value) -> bool {
+    msg["changes"].as_array().is_some_and(Vec::is_empty)
 }
 
 /// Sends a JSON value on a subscription sink; `Err` when the subscriber is gone.

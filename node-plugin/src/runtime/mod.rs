@@ -50,9 +50,10 @@ pub const MINIMUM_PERIOD_MS: u64 = 1;
 /// Balance of each endowed account at genesis (1,000,000,000 tokens at 12 decimals).
 pub const ENDOWMENT: u128 = 1_000_000_000_000_000_000_000;
 /// Substrate's well-known development accounts (`//Alice`.. in polkadot.js and
-/// substrate-interface keyrings; sr25519 Alice..Ferdie and ed25519 Alice, Bob), endowed at
+/// substrate-interface keyrings; sr25519 Alice..Ferdie, ed25519 Alice and Bob, and the dev
+/// phrase's own ed25519 key, since substrate-interface derives no ed25519 paths), endowed at
 /// genesis so clients can sign with their stock keyrings.
-pub const WELL_KNOWN_DEV_ACCOUNTS: [(&str, [u8; 32]); 8] = [
+pub const WELL_KNOWN_DEV_ACCOUNTS: [(&str, [u8; 32]); 9] = [
     (
         "sr25519 //Alice",
         hex32("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"),
@@ -84,6 +85,10 @@ pub const WELL_KNOWN_DEV_ACCOUNTS: [(&str, [u8; 32]); 8] = [
     (
         "ed25519 //Bob",
         hex32("d17c2d7823ebf260fd138f2d7e27d114c0145d968b5ff5006125f2414fadae69"),
+    ),
+    (
+        "ed25519 dev phrase (no derivation path)",
+        hex32("345071da55e5dccefaaa440339415ef9f2663338a38f7da0df21be5ab4e055ef"),
     ),
 ];
 /// Placeholder Substrate writes for the genesis block's own hash (`hash69`): the genesis state
