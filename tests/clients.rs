@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use node_plugin::node::RECENT_STATES_MAX;
 use serde_json::{json, Value};
 
 use common::EXE;
@@ -254,9 +255,12 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
         .max()
         .unwrap();
 
-    // The node prunes those blocks once the hosters provably hold them.
-    wait_status(&nc, "the recorded blocks pruned", 600, |s| {
+    // The node prunes those blocks once the hosters provably hold them, and moves far enough
+    // past them that their state is no longer among its recent states: from here on, state at
+    // those blocks comes from the archive's state-history index, on the node as on the replicas.
+    wait_status(&nc, "the recorded blocks pruned and their state discarded", 600, |s| {
         s["node"]["prunedBelow"].as_u64().unwrap_or(0) > last
+            && s["node"]["best"].as_u64().unwrap_or(0) > last + RECENT_STATES_MAX as u64 + 8
     })
     .await;
     read_back(&node.ws(), &all, &records);

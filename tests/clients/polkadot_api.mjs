@@ -143,6 +143,8 @@ function argsOf (extrinsic) {
   return [hexOf(dest.isId ? dest.asId : dest), value.toString()];
 }
 
+const sameAccount = (a, b) => a.nonce === b.nonce && a.free === b.free;
+
 async function check (inFile) {
   const records = JSON.parse(readFileSync(inFile, 'utf8'));
   for (const r of records) {
@@ -155,8 +157,8 @@ async function check (inFile) {
     if (JSON.stringify(got) !== JSON.stringify(want)) fail(`${where}: decoded ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
     const before = await accountAt(r.parentHash, r.signer);
     const after = await accountAt(r.hash, r.signer);
-    if (JSON.stringify(before) !== JSON.stringify(r.before)) fail(`${where}: at parent ${JSON.stringify(before)}, recorded ${JSON.stringify(r.before)}`);
-    if (JSON.stringify(after) !== JSON.stringify(r.after)) fail(`${where}: at block ${JSON.stringify(after)}, recorded ${JSON.stringify(r.after)}`);
+    if (!sameAccount(before, r.before)) fail(`${where}: at parent ${JSON.stringify(before)}, recorded ${JSON.stringify(r.before)}`);
+    if (!sameAccount(after, r.after)) fail(`${where}: at block ${JSON.stringify(after)}, recorded ${JSON.stringify(r.after)}`);
     checked += 1;
   }
 }

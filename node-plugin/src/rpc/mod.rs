@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::node::{Node, NodeError};
 
+mod archive_state;
 mod author;
 mod state;
 
@@ -334,10 +335,13 @@ impl Backend {
 /// Method names served (what `rpc_methods` lists).
 pub const METHODS: &[&str] = &[
     "archive_v1_body",
+    "archive_v1_call",
     "archive_v1_finalizedHeight",
     "archive_v1_genesisHash",
     "archive_v1_hashByHeight",
     "archive_v1_header",
+    "archive_v1_stopStorage",
+    "archive_v1_storage",
     "archiver_inclusionProof",
     "archiver_segmentManifest",
     "archiver_status",
@@ -475,6 +479,7 @@ pub fn module(
         Ok::<Value, ErrorObjectOwned>(signed_block_json(&block, js.as_ref()))
     })?;
     state::register(&mut m)?;
+    archive_state::register(&mut m)?;
     author::register(&mut m)?;
 
     m.register_method("archive_v1_genesisHash", |_, b, _| {

@@ -257,7 +257,12 @@ async fn changes_json(b: &Backend, keys: &[Vec<u8>], number: u64) -> RpcResult<V
 }
 
 /// Answers a runtime API call (`state_call`) at block `number`.
-async fn runtime_call(b: &Backend, method: &str, data: &[u8], number: u64) -> RpcResult<Vec<u8>> {
+pub(super) async fn runtime_call(
+    b: &Backend,
+    method: &str,
+    data: &[u8],
+    number: u64,
+) -> RpcResult<Vec<u8>> {
     tracing::debug!(api = method, "state_call");
     match method {
         "Core_version"
@@ -535,7 +540,7 @@ fn changes_empty(msg: &Value) -> bool {
 }
 
 /// Sends a JSON value on a subscription sink; `Err` when the subscriber is gone.
-async fn send_json(sink: &jsonrpsee::SubscriptionSink, v: &Value) -> Result<(), ()> {
+pub(super) async fn send_json(sink: &jsonrpsee::SubscriptionSink, v: &Value) -> Result<(), ()> {
     let msg = raw(v).ok_or(())?;
     sink.send(msg).await.map_err(|_| ())
 }
