@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
-use common::{archiver, install_clients, text, KillOnDrop, EXE};
+use common::{archiver, install_clients, text, KillOnDrop, Served, EXE};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
@@ -367,6 +367,33 @@ async fn follow_archives_a_real_substrate_runtime() {
         deletions >= 1,
         "no reaped account was archived as a deletion"
     );
+
+    // A stateless gateway over the archive (the config alone) answers polkadot.js exactly as
+    // the peer did live: every transfer decoded with the archived metadata, each sender's
+    // balance at the block before and after from the state-history index.
+    let cache = dir.path().join("gateway-cache");
+    let gateway = Served::start(
+        &config,
+        &[
+            "rpc",
+            "--stateless",
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let expected = dir.path().join("expected.json");
+    let archived = run_script(
+        "history_check.mjs",
+        &[&gateway.ws(), expected.to_str().unwrap()],
+    );
+    assert_eq!(
+        archived["checked"].as_u64(),
+        Some(TRANSFER_BLOCKS),
+        "{archived}"
+    );
+    eprintln!("history_check against a stateless gateway over the archive: {archived}");
     drop(hosters);
 }
 

@@ -11,83 +11,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
 use jsonrpsee::core::client::ClientT;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::HttpClient;
 use node_plugin::node::RECENT_STATES_MAX;
 use serde_json::{json, Value};
 
-use common::EXE;
+use common::{Served, EXE};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const RETENTION: u64 = 60;
-
-/// A child `archiver` process that prints `rpc listening on ADDR`; killed on drop.
-struct Served {
-    child: Child,
-    addr: String,
-    _lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(config: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(EXE)
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("{args:?} never reported its RPC address"));
-            if let Some(a) = line.strip_prefix("rpc listening on ") {
-                break a.to_string();
-            }
-        };
-        Self {
-            child,
-            addr,
-            _lines: lines,
-        }
-    }
-
-    fn ws(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    fn client(&self) -> HttpClient {
-        HttpClientBuilder::default()
-            .request_timeout(Duration::from_secs(60))
-            .build(format!("http://{}", self.addr))
-            .unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn clients_dir() -> PathBuf {
     std::env::var_os("POA_CLIENTS_DIR")
@@ -258,10 +195,15 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
     // The node prunes those blocks once the hosters provably hold them, and moves far enough
     // past them that their state is no longer among its recent states: from here on, state at
     // those blocks comes from the archive's state-history index, on the node as on the replicas.
-    wait_status(&nc, "the recorded blocks pruned and their state discarded", 600, |s| {
-        s["node"]["prunedBelow"].as_u64().unwrap_or(0) > last
-            && s["node"]["best"].as_u64().unwrap_or(0) > last + RECENT_STATES_MAX as u64 + 8
-    })
+    wait_status(
+        &nc,
+        "the recorded blocks pruned and their state discarded",
+        600,
+        |s| {
+            s["node"]["prunedBelow"].as_u64().unwrap_or(0) > last
+                && s["node"]["best"].as_u64().unwrap_or(0) > last + RECENT_STATES_MAX as u64 + 8
+        },
+    )
     .await;
     read_back(&node.ws(), &all, &records);
 

@@ -38,6 +38,68 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A child `archiver` process that prints `rpc listening on ADDR`; killed on drop.
+pub struct Served {
+    child: std::process::Child,
+    pub addr: String,
+    _lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    pub fn start(config: &Path, args: &[&str]) -> Self {
+        let mut child = std::process::Command::new(EXE)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let addr = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("{args:?} never reported its RPC address"));
+            if let Some(a) = line.strip_prefix("rpc listening on ") {
+                break a.to_string();
+            }
+        };
+        Self {
+            child,
+            addr,
+            _lines: lines,
+        }
+    }
+
+    pub fn ws(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn client(&self) -> jsonrpsee::http_client::HttpClient {
+        jsonrpsee::http_client::HttpClientBuilder::default()
+            .request_timeout(std::time::Duration::from_secs(60))
+            .build(format!("http://{}", self.addr))
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs `tests/clients/install.sh` (the real clients and the chopsticks peer, from the npm and
 /// PyPI registries; a no-op when already installed) and asserts it worked.
 pub fn install_clients() {
