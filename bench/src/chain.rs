@@ -270,5 +270,12 @@ pub async fn run(blocks: u64, dir: Option<PathBuf>) -> Result<()> {
     let _ = hserver.stop();
     let _ = server.stop();
     drop(plugin);
+
+    // Historical state (issue 12): the state-history index over a transfer-like chain of the
+    // same length, every segment pruned to the hosters.
+    let history = crate::state_history::run(blocks.max(2), Some(dir.join("state-history")))
+        .await
+        .context("historical-state bench")?;
+    println!("{history}");
     Ok(())
 }
