@@ -372,17 +372,7 @@ async fn follow_archives_a_real_substrate_runtime() {
     // the peer did live: every transfer decoded with the archived metadata, each sender's
     // balance at the block before and after from the state-history index.
     let cache = dir.path().join("gateway-cache");
-    let gateway = Served::start(
-        &config,
-        &[
-            "rpc",
-            "--stateless",
-            "--listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-        ],
-    );
+    let gateway = Served::stateless(&config, &cache);
     let expected = dir.path().join("expected.json");
     let archived = run_script(
         "history_check.mjs",

@@ -211,17 +211,7 @@ async fn real_clients_submit_and_read_pruned_history_from_the_node_and_stateless
     let replicas: Vec<Served> = (0..2)
         .map(|i| {
             let cache = dir.path().join(format!("gateway-{i}"));
-            Served::start(
-                &cfg,
-                &[
-                    "rpc",
-                    "--stateless",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--cache-dir",
-                    cache.to_str().unwrap(),
-                ],
-            )
+            Served::stateless(&cfg, &cache)
         })
         .collect();
     for r in &replicas {

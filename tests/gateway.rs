@@ -10,14 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
-use common::{KillOnDrop, EXE};
+use common::{wait_for, Proc, EXE};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use serde_json::{json, Value};
@@ -29,70 +27,6 @@ const RETENTION: u64 = 40;
 const PRUNED_MIN: u64 = 300;
 /// A replica's RSS while serving stays below this (RocksDB catalog, one segment cache of 8 MiB).
 const REPLICA_RSS_MAX_MIB: u64 = 256;
-
-/// An `archiver` child whose stdout lines are collected; killed on drop.
-struct Proc {
-    child: KillOnDrop,
-    lines: Receiver<String>,
-}
-
-impl Proc {
-    fn start(config: &Path, args: &[&str], env: &[(&str, &Path)]) -> Self {
-        let mut cmd = Command::new(EXE);
-        cmd.arg("--config").arg(config).args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child: KillOnDrop(child),
-            lines,
-        }
-    }
-
-    /// The rest of the first line starting with `prefix`, within `secs`.
-    fn line(&self, prefix: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line starting with {prefix:?} within {secs} s"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_string();
-            }
-        }
-    }
-
-    fn id(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(&mut self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = self.child.0.wait().unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
 
 /// A stateless RPC replica: its address and the catalog line it printed.
 struct Replica {
@@ -138,22 +72,6 @@ async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
     c.request(method, p)
         .await
         .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
-
-/// Polls `cond` until it holds, with a deadline (the condition is real state read over RPC).
-async fn wait_for<F, Fut, T>(what: &str, secs: u64, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `chain_getBlockHash`, `chain_getHeader` and `chain_getBlock` of block `n` on every replica

@@ -12,93 +12,17 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config, HosterProcess};
 use jsonrpsee::core::client::ClientT;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::HttpClient;
 use serde_json::{json, Value};
 
-const EXE: &str = env!("CARGO_BIN_EXE_archiver");
+use common::{wait_for, Served, EXE};
 const BLOCKS: u64 = 20_000;
 const RETENTION: u64 = 1_000;
 const SEGMENT_BYTES: u64 = 256 * 1024;
-
-/// A child `archiver` process that prints `rpc listening on ADDR`; SIGTERM'd on drop.
-struct Served {
-    child: Child,
-    addr: String,
-    // Kept so the reader thread keeps draining the child's stdout.
-    _lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(config: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(EXE)
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("{args:?} never reported its RPC address"));
-            if let Some(a) = line.strip_prefix("rpc listening on ") {
-                break a.to_string();
-            }
-        };
-        Self {
-            child,
-            addr,
-            _lines: lines,
-        }
-    }
-
-    fn ws(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    fn client(&self) -> HttpClient {
-        HttpClientBuilder::default()
-            .request_timeout(Duration::from_secs(60))
-            .build(format!("http://{}", self.addr))
-            .unwrap()
-    }
-
-    fn terminate(&mut self) {
-        send_signal(&self.child, "-TERM");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn send_signal(child: &Child, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(signal)
-        .arg(child.id().to_string())
-        .status();
-}
 
 async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
     let mut p = jsonrpsee::core::params::ArrayParams::new();
@@ -108,22 +32,6 @@ async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
     c.request(method, p)
         .await
         .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
-
-/// Polls `cond` until it holds (the condition is real state read over RPC, not a timer).
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut cond: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn status(c: &HttpClient) -> Value {

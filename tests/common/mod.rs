@@ -38,19 +38,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A child `archiver` process that prints `rpc listening on ADDR`; killed on drop.
-pub struct Served {
-    child: std::process::Child,
-    pub addr: String,
-    _lines: std::sync::mpsc::Receiver<String>,
+/// An `archiver` child whose stdout lines are collected; killed (and reaped) on drop.
+pub struct Proc {
+    pub child: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
-impl Served {
-    pub fn start(config: &Path, args: &[&str]) -> Self {
-        let mut child = std::process::Command::new(EXE)
-            .arg("--config")
-            .arg(config)
-            .args(args)
+impl Proc {
+    /// Starts `archiver --config CONFIG ARGS…` with `env` added to its environment.
+    pub fn start(config: &Path, args: &[&str], env: &[(&str, &Path)]) -> Self {
+        let mut cmd = Command::new(EXE);
+        cmd.arg("--config").arg(config).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -65,20 +67,72 @@ impl Served {
                 }
             }
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        let addr = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-                .unwrap_or_else(|_| panic!("{args:?} never reported its RPC address"));
-            if let Some(a) = line.strip_prefix("rpc listening on ") {
-                break a.to_string();
-            }
-        };
         Self {
-            child,
-            addr,
-            _lines: lines,
+            child: KillOnDrop(child),
+            lines,
         }
+    }
+
+    /// The rest of the first line starting with `prefix`, within `secs`.
+    pub fn line(&self, prefix: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("no line starting with {prefix:?} within {secs} s"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_string();
+            }
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.child.0.wait().unwrap()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "{status}");
+    }
+}
+
+/// An `archiver` child serving JSON-RPC: it printed `rpc listening on ADDR`.
+pub struct Served {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Served {
+    pub fn start(config: &Path, args: &[&str]) -> Self {
+        let proc = Proc::start(config, args, &[]);
+        let addr = proc.line("rpc listening on ", 300);
+        Self { proc, addr }
+    }
+
+    /// A stateless `archiver rpc` replica from the config alone, its catalog in `cache_dir`.
+    pub fn stateless(config: &Path, cache_dir: &Path) -> Self {
+        let cache = cache_dir.to_str().unwrap();
+        let args = [
+            "rpc",
+            "--stateless",
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache,
+        ];
+        Self::start(config, &args)
     }
 
     pub fn ws(&self) -> String {
@@ -91,12 +145,30 @@ impl Served {
             .build(format!("http://{}", self.addr))
             .unwrap()
     }
+
+    /// SIGTERM, then waits for the exit (whatever its status).
+    pub fn terminate(&mut self) {
+        self.proc.stop();
+    }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Polls `cond` until it holds, with a deadline (the condition is real state read over RPC,
+/// not a timer).
+pub async fn wait_for<F, Fut, T>(what: &str, secs: u64, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
