@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
+use jsonrpsee::server::{PendingSubscriptionSink, RpcModule, SubscriptionSink};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
@@ -15,9 +15,9 @@ use crate::substrate::blake2_256;
 
 /// Items one `archive_v1_storage` call may name (the spec lets a server refuse more).
 pub const ARCHIVE_STORAGE_ITEMS_MAX: usize = 1000;
-/// Entries a `descendants*` item yields per call; a client resumes after the last key with
-/// `paginationStartKey`, as the spec allows a server to stop early.
-pub const ARCHIVE_DESCENDANTS_MAX: usize = 1000;
+/// Descendant keys read and sent per step: a `descendants*` item streams every entry under its
+/// key, page by page, so memory stays bounded however large the state is.
+pub const ARCHIVE_DESCENDANTS_PAGE_KEYS: usize = 1000;
 
 /// One requested item: its key, what to return, and where a descendants listing resumes.
 struct Item {
@@ -58,59 +58,83 @@ fn event(key: &[u8], field: &str, bytes: &[u8]) -> Value {
     json!({ "event": "storage", "key": hex0x(key), field: hex0x(bytes) })
 }
 
-/// The events one item yields at block `number`.
-async fn item_events(b: &Backend, item: &Item, number: u64) -> RpcResult<Vec<Value>> {
-    match item.kind.as_str() {
-        "value" | "hash" => {
-            let v = b.storage_at(&item.key, number).await?;
-            Ok(v.map(|v| match item.kind.as_str() {
-                "value" => event(&item.key, "value", &v),
-                _ => event(&item.key, "hash", &blake2_256(&v)),
-            })
-            .into_iter()
-            .collect())
-        }
-        "descendantsValues" | "descendantsHashes" => {
-            let keys = b
-                .keys_at(
-                    &item.key,
-                    item.start_after.clone(),
-                    ARCHIVE_DESCENDANTS_MAX,
-                    number,
-                )
-                .await?;
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                if let Some(v) = b.storage_at(&k, number).await? {
-                    out.push(match item.kind.as_str() {
-                        "descendantsValues" => event(&k, "value", &v),
-                        _ => event(&k, "hash", &blake2_256(&v)),
-                    });
-                }
-            }
-            Ok(out)
-        }
-        // The reference chain commits to state with a flat hash, not a trie: there are no
-        // Merkle values to give, so the item yields nothing, as for an absent key.
-        "closestDescendantMerkleValue" => Ok(Vec::new()),
-        other => Err(invalid(format!("unknown storage query type {other}"))),
+/// Why a storage stream stopped early.
+enum Stop {
+    /// The subscriber went away.
+    Closed,
+    /// A request or read failed: reported as `storageError`.
+    Failed(ErrorObjectOwned),
+}
+
+impl From<ErrorObjectOwned> for Stop {
+    fn from(e: ErrorObjectOwned) -> Self {
+        Stop::Failed(e)
     }
 }
 
-async fn storage_events(b: &Backend, params: &[Value]) -> RpcResult<Vec<Value>> {
+async fn send(sink: &SubscriptionSink, v: &Value) -> Result<(), Stop> {
+    send_json(sink, v).await.map_err(|()| Stop::Closed)
+}
+
+/// The entry of `key` at block `number` as `kind` asks (`value` or its hash), if present.
+async fn entry(b: &Backend, key: &[u8], values: bool, number: u64) -> RpcResult<Option<Value>> {
+    Ok(b.storage_at(key, number).await?.map(|v| match values {
+        true => event(key, "value", &v),
+        false => event(key, "hash", &blake2_256(&v)),
+    }))
+}
+
+/// Sends the events of one item at block `number`.
+async fn send_item(
+    b: &Backend,
+    sink: &SubscriptionSink,
+    item: &Item,
+    number: u64,
+) -> Result<(), Stop> {
+    let values = matches!(item.kind.as_str(), "value" | "descendantsValues");
+    match item.kind.as_str() {
+        "value" | "hash" => {
+            if let Some(e) = entry(b, &item.key, values, number).await? {
+                send(sink, &e).await?;
+            }
+        }
+        "descendantsValues" | "descendantsHashes" => {
+            let mut start = item.start_after.clone();
+            loop {
+                let page = ARCHIVE_DESCENDANTS_PAGE_KEYS;
+                let keys = b.keys_at(&item.key, start.clone(), page, number).await?;
+                for k in &keys {
+                    if let Some(e) = entry(b, k, values, number).await? {
+                        send(sink, &e).await?;
+                    }
+                }
+                if keys.len() < page {
+                    break;
+                }
+                start = keys.last().cloned();
+            }
+        }
+        // The reference chain commits to state with a flat hash, not a trie: there are no
+        // Merkle values to give, so the item yields nothing, as for an absent key.
+        "closestDescendantMerkleValue" => {}
+        other => return Err(invalid(format!("unknown storage query type {other}")).into()),
+    }
+    Ok(())
+}
+
+async fn send_events(b: &Backend, sink: &SubscriptionSink, params: &[Value]) -> Result<(), Stop> {
     let hash = params
         .first()
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("block hash expected"))?;
     let number = b.number_of(&parse_hash(hash)?).await?;
     if params.get(2).is_some_and(|c| !c.is_null()) {
-        return Err(invalid("child tries are not archived"));
+        return Err(invalid("child tries are not archived").into());
     }
-    let mut events = Vec::new();
     for item in parse_items(params.get(1))? {
-        events.extend(item_events(b, &item, number).await?);
+        send_item(b, sink, &item, number).await?;
     }
-    Ok(events)
+    Ok(())
 }
 
 async fn storage_subscription(
@@ -118,23 +142,17 @@ async fn storage_subscription(
     b: Arc<Backend>,
     params: Vec<Value>,
 ) {
-    let events = storage_events(&b, &params).await;
     let Ok(sink) = pending.accept().await else {
         return;
     };
-    let events = match events {
-        Ok(mut events) => {
-            events.push(json!({ "event": "storageDone" }));
-            events
-        }
-        Err(e) => vec![json!({ "event": "storageError", "error": e.message() })],
+    let last = match send_events(&b, &sink, &params).await {
+        Ok(()) => json!({ "event": "storageDone" }),
+        Err(Stop::Closed) => return,
+        Err(Stop::Failed(e)) => json!({ "event": "storageError", "error": e.message() }),
     };
-    for e in &events {
-        if send_json(&sink, e).await.is_err() {
-            return;
-        }
+    if send_json(&sink, &last).await.is_ok() {
+        sink.closed().await;
     }
-    sink.closed().await;
 }
 
 async fn call(b: &Backend, p: &Params<'_>) -> RpcResult<Value> {
@@ -170,4 +188,111 @@ pub(super) fn register(
         call(&b, &p).await.map_err(|e: ErrorObjectOwned| e)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use jsonrpsee::rpc_params;
+
+    use super::*;
+    use crate::node::{ChainSpec, Node, NodeConfig};
+    use crate::runtime::storage::account_key;
+    use crate::runtime::primitives::AccountId32;
+
+    /// Reads one `archive_v1_storage` subscription to its end.
+    async fn storage(
+        m: &RpcModule<Backend>,
+        params: impl jsonrpsee::core::traits::ToRpcParams + Send,
+    ) -> Vec<Value> {
+        let mut sub = m
+            .subscribe_unbounded("archive_v1_storage", params)
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        loop {
+            let (e, _) = sub.next::<Value>().await.unwrap().unwrap();
+            let last = e["event"] != json!("storage");
+            events.push(e);
+            if last {
+                return events;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn storage_streams_values_hashes_and_every_descendant_then_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            NodeConfig {
+                data_dir: dir.path().to_path_buf(),
+                spec: ChainSpec::dev(4),
+                block_time_ms: 0,
+                retention: 1000,
+                transfers_per_block: 2,
+                stop_at: None,
+            },
+            None,
+        )
+        .unwrap();
+        for _ in 0..3 {
+            node.produce_block().unwrap();
+        }
+        let (best, hash) = node.best();
+        let b = Backend {
+            node: Some(node.clone()),
+            archive: None,
+            chain_name: "poa-dev".into(),
+        };
+        let all = b.keys_at(&[], None, 100_000, best).await.unwrap();
+        let m = super::super::module(b).unwrap();
+        let alice = account_key(&AccountId32(crate::runtime::WELL_KNOWN_DEV_ACCOUNTS[0].1));
+        let value = node.storage_at(&alice, best).flatten().unwrap();
+        let items = json!([
+            {"key": hex0x(&alice), "type": "value"},
+            {"key": hex0x(&alice), "type": "hash"},
+            {"key": "0x", "type": "descendantsHashes"},
+        ]);
+        let events = storage(&m, rpc_params![hex0x(&hash), items, Value::Null]).await;
+        assert_eq!(
+            events[0],
+            json!({"event": "storage", "key": hex0x(&alice), "value": hex0x(&value)})
+        );
+        assert_eq!(events[1]["hash"], json!(hex0x(&blake2_256(&value))));
+        let listed: Vec<Value> = events[2..events.len() - 1]
+            .iter()
+            .map(|e| e["key"].clone())
+            .collect();
+        assert_eq!(
+            listed,
+            all.iter().map(|k| json!(hex0x(k))).collect::<Vec<_>>()
+        );
+        assert_eq!(events.last().unwrap(), &json!({"event": "storageDone"}));
+
+        let bad = json!([{"key": "0x", "type": "everything"}]);
+        let events = storage(&m, rpc_params![hex0x(&hash), bad, Value::Null]).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["event"], json!("storageError"));
+        assert!(
+            events[0]["error"].as_str().unwrap().contains("everything"),
+            "{events:?}"
+        );
+
+        let call: Value = m
+            .call(
+                "archive_v1_call",
+                rpc_params![hex0x(&hash), "Core_version", "0x"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(call["success"], json!(true));
+        let call: Value = m
+            .call(
+                "archive_v1_call",
+                rpc_params![hex0x(&hash), "Nope_nope", "0x"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(call["success"], json!(false));
+    }
 }
