@@ -19,6 +19,15 @@ pub const ARCHIVE_STORAGE_ITEMS_MAX: usize = 1000;
 /// key, page by page, so memory stays bounded however large the state is.
 pub const ARCHIVE_DESCENDANTS_PAGE_KEYS: usize = 1000;
 
+/// The storage query types of the spec.
+const QUERY_TYPES: [&str; 5] = [
+    "value",
+    "hash",
+    "descendantsValues",
+    "descendantsHashes",
+    "closestDescendantMerkleValue",
+];
+
 /// One requested item: its key, what to return, and where a descendants listing resumes.
 struct Item {
     key: Vec<u8>,
@@ -45,6 +54,9 @@ fn parse_items(v: Option<&Value>) -> RpcResult<Vec<Item>> {
                 .map_err(invalid)?;
             let start_after = hex("paginationStartKey").transpose().map_err(invalid)?;
             let kind = i.get("type").and_then(Value::as_str).unwrap_or("value");
+            if !QUERY_TYPES.contains(&kind) {
+                return Err(invalid(format!("unknown storage query type {kind}")));
+            }
             Ok(Item {
                 key,
                 kind: kind.to_string(),
@@ -114,45 +126,64 @@ async fn send_item(
                 start = keys.last().cloned();
             }
         }
-        // The reference chain commits to state with a flat hash, not a trie: there are no
-        // Merkle values to give, so the item yields nothing, as for an absent key.
-        "closestDescendantMerkleValue" => {}
-        other => return Err(invalid(format!("unknown storage query type {other}")).into()),
+        // "closestDescendantMerkleValue" (kinds are checked when parsed): the reference chain
+        // commits to state with a flat hash, not a trie, so there are no Merkle values to give
+        // and the item yields nothing, as for an absent key.
+        _ => {}
     }
     Ok(())
 }
 
-async fn send_events(b: &Backend, sink: &SubscriptionSink, params: &[Value]) -> Result<(), Stop> {
+/// The block and items of a request, checked before the subscription is accepted, so bad
+/// parameters are refused (-32602) rather than half answered.
+async fn parse_request(b: &Backend, params: &[Value]) -> RpcResult<(u64, Vec<Item>)> {
     let hash = params
         .first()
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("block hash expected"))?;
-    let number = b.number_of(&parse_hash(hash)?).await?;
     if params.get(2).is_some_and(|c| !c.is_null()) {
-        return Err(invalid("child tries are not archived").into());
+        return Err(invalid("child tries are not archived"));
     }
-    for item in parse_items(params.get(1))? {
-        send_item(b, sink, &item, number).await?;
+    let items = parse_items(params.get(1))?;
+    let number = b.number_of(&parse_hash(hash)?).await?;
+    Ok((number, items))
+}
+
+async fn send_events(
+    b: &Backend,
+    sink: &SubscriptionSink,
+    number: u64,
+    items: &[Item],
+) -> Result<(), Stop> {
+    for item in items {
+        send_item(b, sink, item, number).await?;
     }
     Ok(())
 }
 
+/// Streams the items' events, then `storageDone` (or one `storageError`), and ends the
+/// subscription: a client that takes `storageDone` as the end need not unsubscribe.
 async fn storage_subscription(
     pending: PendingSubscriptionSink,
     b: Arc<Backend>,
     params: Vec<Value>,
 ) {
+    let (number, items) = match parse_request(&b, &params).await {
+        Ok(request) => request,
+        Err(e) => {
+            pending.reject(e).await;
+            return;
+        }
+    };
     let Ok(sink) = pending.accept().await else {
         return;
     };
-    let last = match send_events(&b, &sink, &params).await {
+    let last = match send_events(&b, &sink, number, &items).await {
         Ok(()) => json!({ "event": "storageDone" }),
         Err(Stop::Closed) => return,
         Err(Stop::Failed(e)) => json!({ "event": "storageError", "error": e.message() }),
     };
-    if send_json(&sink, &last).await.is_ok() {
-        sink.closed().await;
-    }
+    let _ = send_json(&sink, &last).await;
 }
 
 async fn call(b: &Backend, p: &Params<'_>) -> RpcResult<Value> {
@@ -197,8 +228,8 @@ mod tests {
 
     use super::*;
     use crate::node::{ChainSpec, Node, NodeConfig};
-    use crate::runtime::storage::account_key;
     use crate::runtime::primitives::AccountId32;
+    use crate::runtime::storage::account_key;
 
     /// Reads one `archive_v1_storage` subscription to its end.
     async fn storage(
@@ -270,13 +301,15 @@ mod tests {
         assert_eq!(events.last().unwrap(), &json!({"event": "storageDone"}));
 
         let bad = json!([{"key": "0x", "type": "everything"}]);
-        let events = storage(&m, rpc_params![hex0x(&hash), bad, Value::Null]).await;
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0]["event"], json!("storageError"));
-        assert!(
-            events[0]["error"].as_str().unwrap().contains("everything"),
-            "{events:?}"
-        );
+        let refused = m
+            .subscribe_unbounded(
+                "archive_v1_storage",
+                rpc_params![hex0x(&hash), bad, Value::Null],
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("everything"), "{refused}");
 
         let call: Value = m
             .call(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{DecodeAll, Encode};
 use serde_json::{json, Value};
 
 use super::{err, hex0x, invalid, opt_string, positional, raw, unhex, Backend, RpcResult};
@@ -120,7 +120,8 @@ impl Backend {
             let batch = self
                 .archived_keys_at(prefix, start.as_deref(), count, number)
                 .await?;
-            let exhausted = batch.len() < count;
+            // The index pages at most `STORAGE_KEYS_AT_MAX` keys however many were asked for.
+            let exhausted = batch.len() < count.min(archiver::state_index::STORAGE_KEYS_AT_MAX);
             start = batch.last().cloned();
             out.extend(batch.into_iter().filter(|k| listed(k)));
             if exhausted || start.is_none() {
@@ -265,26 +266,32 @@ pub(super) async fn runtime_call(
 ) -> RpcResult<Vec<u8>> {
     tracing::debug!(api = method, "state_call");
     match method {
-        "Core_version"
-        | "Metadata_metadata"
-        | "Metadata_metadata_versions"
-        | "Metadata_metadata_at_version" => {
-            // Answered from the version and metadata recorded at that block, so the same
-            // answers come from the node, the archive, and an archive of a foreign chain.
+        // Answered from the version and metadata recorded at that block, so the same answers
+        // come from the node, the archive, and an archive of a foreign chain; each call reads
+        // only the record it needs.
+        "Core_version" => {
             let version = b.runtime_version_at(number).await?.to_string();
+            archived_calls::core_version(version.as_bytes())
+                .map_err(|e| err(ERROR_RUNTIME_CALL, e.to_string()))
+        }
+        "Metadata_metadata" | "Metadata_metadata_versions" | "Metadata_metadata_at_version" => {
             let metadata = b.metadata_at(number).await?;
-            archived_calls::answer(method, data, version.as_bytes(), &metadata)
+            archived_calls::answer(method, data, b"", &metadata)
                 .map_err(|e| err(ERROR_RUNTIME_CALL, e.to_string()))
         }
         "AccountNonceApi_account_nonce" => {
-            let who = AccountId32::decode(&mut &data[..])
+            let who = AccountId32::decode_all(&mut &data[..])
                 .map_err(|e| invalid(format!("AccountNonceApi_account_nonce: {e}")))?;
             let key = crate::runtime::storage::account_key(&who);
-            let info: AccountInfo = b
-                .storage_at(&key, number)
-                .await?
-                .and_then(|v| AccountInfo::decode(&mut &v[..]).ok())
-                .unwrap_or_default();
+            let info = match b.storage_at(&key, number).await? {
+                None => AccountInfo::default(),
+                Some(v) => AccountInfo::decode_all(&mut &v[..]).map_err(|e| {
+                    err(
+                        ERROR_RUNTIME_CALL,
+                        format!("stored account at #{number}: {e}"),
+                    )
+                })?,
+            };
             Ok(info.nonce.encode())
         }
         other => Err(err(
@@ -553,6 +560,7 @@ mod tests {
     use super::*;
     use crate::node::{ChainSpec, Node, NodeConfig, RECENT_STATES_MAX};
     use crate::runtime::{self, storage::account_key, State};
+    use parity_scale_codec::Decode;
 
     fn node(dir: &std::path::Path) -> Node {
         Node::open(
