@@ -50,12 +50,19 @@ impl Backend {
         let Some(archive) = &self.archive else {
             return Err(not_held(number));
         };
-        self.refresh();
-        archive
-            .reader
-            .storage_at(key, number)
-            .await
-            .map_err(|e| history_err(number, e))
+        // A read-only server sees blocks archived since its last catch-up only after one:
+        // catch up (one RocksDB call) only when the block is beyond what it sees.
+        match archive.reader.storage_at(key, number).await {
+            Err(
+                archiver::ArchiveError::BeyondHead { .. }
+                | archiver::ArchiveError::NotIndexed { .. },
+            ) => {
+                self.refresh();
+                archive.reader.storage_at(key, number).await
+            }
+            other => other,
+        }
+        .map_err(|e| history_err(number, e))
     }
 
     /// Historical state: up to `count` keys with `prefix` after `start_after` that exist after
@@ -70,12 +77,23 @@ impl Backend {
         let Some(archive) = &self.archive else {
             return Err(not_held(number));
         };
-        self.refresh();
-        archive
-            .reader
+        let reader = &archive.reader;
+        match reader
             .storage_keys_at(prefix, start_after, count, number)
             .await
-            .map_err(|e| history_err(number, e))
+        {
+            Err(
+                archiver::ArchiveError::BeyondHead { .. }
+                | archiver::ArchiveError::NotIndexed { .. },
+            ) => {
+                self.refresh();
+                reader
+                    .storage_keys_at(prefix, start_after, count, number)
+                    .await
+            }
+            other => other,
+        }
+        .map_err(|e| history_err(number, e))
     }
 
     /// The value of `key` after block `number`: the node's while it holds that state, else
