@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use archiver_cli::cluster::{start_hosters, write_cluster_config};
-use common::{wait_for, Proc, EXE};
+use common::{call, wait_for, Proc, EXE};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use serde_json::{json, Value};
@@ -62,16 +62,6 @@ fn client(addr: &str) -> HttpClient {
         .request_timeout(Duration::from_secs(60))
         .build(format!("http://{addr}"))
         .unwrap()
-}
-
-async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
-    let mut p = jsonrpsee::core::params::ArrayParams::new();
-    for v in params {
-        p.insert(v).unwrap();
-    }
-    c.request(method, p)
-        .await
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 /// `chain_getBlockHash`, `chain_getHeader` and `chain_getBlock` of block `n` on every replica

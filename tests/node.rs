@@ -19,20 +19,10 @@ use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::HttpClient;
 use serde_json::{json, Value};
 
-use common::{wait_for, Served, EXE};
+use common::{call, wait_for, Served, EXE};
 const BLOCKS: u64 = 20_000;
 const RETENTION: u64 = 1_000;
 const SEGMENT_BYTES: u64 = 256 * 1024;
-
-async fn call(c: &HttpClient, method: &str, params: Vec<Value>) -> Value {
-    let mut p = jsonrpsee::core::params::ArrayParams::new();
-    for v in params {
-        p.insert(v).unwrap();
-    }
-    c.request(method, p)
-        .await
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
 
 async fn status(c: &HttpClient) -> Value {
     call(c, "archiver_status", vec![]).await

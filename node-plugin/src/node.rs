@@ -1071,6 +1071,25 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A 4-authority development node in `dir` authoring on demand (no block time), keeping 1,000
+/// bodies, for the RPC modules' tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_node(dir: &std::path::Path, transfers_per_block: u32) -> Node {
+    Node::open(
+        NodeConfig {
+            data_dir: dir.to_path_buf(),
+            spec: ChainSpec::dev(4),
+            block_time_ms: 0,
+            retention: 1000,
+            transfers_per_block,
+            stop_at: None,
+        },
+        None,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -152,6 +152,22 @@ impl Served {
     }
 }
 
+/// One JSON-RPC call with positional `params`; panics naming the method when it fails.
+pub async fn call(
+    c: &jsonrpsee::http_client::HttpClient,
+    method: &str,
+    params: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    use jsonrpsee::core::client::ClientT as _;
+    let mut p = jsonrpsee::core::params::ArrayParams::new();
+    for v in params {
+        p.insert(v).unwrap();
+    }
+    c.request(method, p)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
 /// Polls `cond` until it holds, with a deadline (the condition is real state read over RPC,
 /// not a timer).
 pub async fn wait_for<F, Fut, T>(what: &str, secs: u64, mut cond: F) -> T

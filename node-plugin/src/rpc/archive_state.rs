@@ -227,7 +227,7 @@ mod tests {
     use jsonrpsee::rpc_params;
 
     use super::*;
-    use crate::node::{ChainSpec, Node, NodeConfig};
+
     use crate::runtime::primitives::AccountId32;
     use crate::runtime::storage::account_key;
 
@@ -254,18 +254,7 @@ mod tests {
     #[tokio::test]
     async fn storage_streams_values_hashes_and_every_descendant_then_done() {
         let dir = tempfile::tempdir().unwrap();
-        let node = Node::open(
-            NodeConfig {
-                data_dir: dir.path().to_path_buf(),
-                spec: ChainSpec::dev(4),
-                block_time_ms: 0,
-                retention: 1000,
-                transfers_per_block: 2,
-                stop_at: None,
-            },
-            None,
-        )
-        .unwrap();
+        let node = crate::node::test_node(dir.path(), 2);
         for _ in 0..3 {
             node.produce_block().unwrap();
         }

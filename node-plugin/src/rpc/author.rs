@@ -123,24 +123,13 @@ mod tests {
     use jsonrpsee::rpc_params;
 
     use super::*;
-    use crate::node::{ChainSpec, NodeConfig};
+
     use crate::runtime;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn watched_submission_reports_ready_in_block_and_finalized() {
         let dir = tempfile::tempdir().unwrap();
-        let node = Node::open(
-            NodeConfig {
-                data_dir: dir.path().to_path_buf(),
-                spec: ChainSpec::dev(4),
-                block_time_ms: 0,
-                retention: 1000,
-                transfers_per_block: 0,
-                stop_at: None,
-            },
-            None,
-        )
-        .unwrap();
+        let node = crate::node::test_node(dir.path(), 0);
         node.produce_block().unwrap();
         let m = super::super::module(Backend {
             node: Some(node.clone()),

@@ -576,23 +576,12 @@ mod tests {
     use jsonrpsee::rpc_params;
 
     use super::*;
-    use crate::node::{ChainSpec, Node, NodeConfig, RECENT_STATES_MAX};
+    use crate::node::{Node, RECENT_STATES_MAX};
     use crate::runtime::{self, storage::account_key, State};
     use parity_scale_codec::Decode;
 
     fn node(dir: &std::path::Path) -> Node {
-        Node::open(
-            NodeConfig {
-                data_dir: dir.to_path_buf(),
-                spec: ChainSpec::dev(4),
-                block_time_ms: 0,
-                retention: 1000,
-                transfers_per_block: 2,
-                stop_at: None,
-            },
-            None,
-        )
-        .unwrap()
+        crate::node::test_node(dir, 2)
     }
 
     async fn call<R: serde::de::DeserializeOwned + Clone>(
