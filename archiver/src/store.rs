@@ -360,24 +360,18 @@ impl Store {
 
     /// The lowest block number in the catalog (the first archived block), if any.
     pub fn first_number(&self) -> Result<Option<u64>> {
-        let cf = self.cf(CF_CATALOG)?;
-        match self.db.iterator_cf(cf, IteratorMode::Start).next() {
-            None => Ok(None),
-            Some(item) => {
-                let (k, _) = item.map_err(ArchiveError::db("catalog scan"))?;
-                let k: [u8; 8] = k
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| corrupt("catalog", "key length"))?;
-                Ok(Some(u64::from_be_bytes(k)))
-            }
-        }
+        self.catalog_edge(IteratorMode::Start)
     }
 
     /// The highest block number in the catalog (the archive's head), if any.
     pub fn last_number(&self) -> Result<Option<u64>> {
+        self.catalog_edge(IteratorMode::End)
+    }
+
+    /// The block number at one end of the catalog.
+    fn catalog_edge(&self, end: IteratorMode<'_>) -> Result<Option<u64>> {
         let cf = self.cf(CF_CATALOG)?;
-        match self.db.iterator_cf(cf, IteratorMode::End).next() {
+        match self.db.iterator_cf(cf, end).next() {
             None => Ok(None),
             Some(item) => {
                 let (k, _) = item.map_err(ArchiveError::db("catalog scan"))?;

@@ -215,9 +215,10 @@ pub(super) fn register(
             storage_subscription(pending, b, positional(&p)).await;
         },
     )?;
-    m.register_async_method("archive_v1_call", |p, b, _| async move {
-        call(&b, &p).await.map_err(|e: ErrorObjectOwned| e)
-    })?;
+    m.register_async_method(
+        "archive_v1_call",
+        |p, b, _| async move { call(&b, &p).await },
+    )?;
     Ok(())
 }
 

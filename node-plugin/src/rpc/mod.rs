@@ -27,7 +27,7 @@ mod author;
 mod state;
 
 use crate::substrate::{Block, DigestItem, Hash, Header, Justifications};
-pub use state::{runtime_version_from_json, KEYS_PAGE_MAX, QUERY_KEYS_MAX};
+pub use state::{KEYS_PAGE_MAX, QUERY_KEYS_MAX};
 
 /// JSON-RPC error code: the block (hash or number) is not part of this chain's known history.
 pub const ERROR_BLOCK_NOT_FOUND: i32 = 4001;

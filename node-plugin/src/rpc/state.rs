@@ -19,7 +19,7 @@ use super::{err, hex0x, invalid, opt_string, positional, raw, unhex, Backend, Rp
 use super::{ERROR_BLOCK_UNAVAILABLE, ERROR_NOT_A_NODE};
 use crate::archived_calls;
 use crate::runtime::primitives::{parse_account, AccountId32};
-use crate::runtime::types::{AccountInfo, RuntimeVersion};
+use crate::runtime::types::AccountInfo;
 use crate::substrate::{METADATA_KEY, RESERVED_KEY_PREFIX, RUNTIME_VERSION_KEY};
 
 /// Keys one `state_getKeysPaged` call returns at most (Substrate's limit).
@@ -194,43 +194,9 @@ impl Backend {
     /// state it no longer holds when no archive is configured. Right for the reference runtime,
     /// which has no upgrade call (its version and metadata are those of genesis at every block).
     fn unchanging(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        let current = match &self.node {
-            Some(node) => node.storage_at(key, node.best().0).flatten(),
-            None => self.store().and_then(|s| s.state(key).ok()).flatten(),
-        };
-        current.map(Some)
+        let node = self.node.as_ref()?;
+        node.storage_at(key, node.best().0).flatten().map(Some)
     }
-}
-
-/// `sp_version::RuntimeVersion` from its JSON form (for `Core_version`).
-pub fn runtime_version_from_json(v: &Value) -> Option<RuntimeVersion> {
-    let text = |k: &str| v.get(k)?.as_str().map(str::to_string);
-    let num = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
-    let mut apis = Vec::new();
-    for api in v.get("apis")?.as_array()? {
-        let id = unhex(api.get(0)?.as_str()?).ok()?;
-        apis.push((
-            <[u8; 8]>::try_from(id.as_slice()).ok()?,
-            num_of(api.get(1)?)?,
-        ));
-    }
-    Some(RuntimeVersion {
-        spec_name: text("specName")?,
-        impl_name: text("implName")?,
-        authoring_version: num("authoringVersion")?,
-        spec_version: num("specVersion")?,
-        impl_version: num("implVersion")?,
-        apis,
-        transaction_version: num("transactionVersion")?,
-        system_version: num("systemVersion")
-            .or_else(|| num("stateVersion"))
-            .and_then(|n| u8::try_from(n).ok())
-            .unwrap_or(0),
-    })
-}
-
-fn num_of(v: &Value) -> Option<u32> {
-    v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 fn bytes_param(params: &Params<'_>, at: usize, what: &str) -> RpcResult<Option<Vec<u8>>> {
@@ -548,7 +514,7 @@ async fn archive_subscription(
                     }
                 }
                 let msg = json!({ "block": hex0x(&hash), "changes": changes });
-                if !changes_empty(&msg) && send_json(&sink, &msg).await.is_err() {
+                if !changes.is_empty() && send_json(&sink, &msg).await.is_err() {
                     return;
                 }
             }
@@ -558,10 +524,6 @@ async fn archive_subscription(
             _ = tokio::time::sleep(std::time::Duration::from_millis(ARCHIVE_SUBSCRIPTION_POLL_MS)) => {}
         }
     }
-}
-
-fn changes_empty(msg: &Value) -> bool {
-    msg["changes"].as_array().is_some_and(Vec::is_empty)
 }
 
 /// Sends a JSON value on a subscription sink; `Err` when the subscriber is gone.
@@ -708,8 +670,8 @@ mod tests {
             .unwrap();
         assert_eq!(rv["specVersion"], runtime::SPEC_VERSION);
         assert_eq!(
-            runtime_version_from_json(&rv),
-            Some(runtime::metadata::runtime_version("poa-dev"))
+            archived_calls::core_version(rv.to_string().as_bytes()).unwrap(),
+            runtime::metadata::runtime_version("poa-dev").encode()
         );
     }
 
